@@ -1,0 +1,45 @@
+# The front door. `make demo` and `make test` set up everything they need
+# (a project venv, a Docker engine, the base image) on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PYTHON ?= python3
+export MOLECULE_DISTRO ?= debian12
+
+.PHONY: help venv docker image demo down test lint molecule unit clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed  ## install the pinned tools into ./.venv
+
+$(VENV)/.installed: requirements-dev.txt app/requirements.txt
+	@scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+docker:  ## make sure a Docker engine answers (installs docker.io as root on Debian/Ubuntu)
+	@scripts/ensure-docker.sh
+
+image: docker  ## build the systemd base image for MOLECULE_DISTRO (cached)
+	@molecule/resources/build-image.sh "$(MOLECULE_DISTRO)" >/dev/null
+
+demo: venv image  ## start the local VM, converge site.yml on it, print its URL
+	@scripts/demo.sh up
+
+down:  ## remove the local VM
+	@scripts/demo.sh down
+
+test: venv  ## lint, unit tests and molecule (the CI command)
+	@scripts/test.sh
+
+lint: venv  ## yamllint + ansible-lint (production profile)
+	@$(VENV)/bin/yamllint --strict . && $(VENV)/bin/ansible-lint --profile production
+
+unit: venv  ## the app's tests and the inventory/model tests
+	@$(VENV)/bin/pytest -q app/tests tests/unit tests/inventory
+
+molecule: venv image  ## molecule test on the default scenario
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/molecule test -s default
+
+clean: down  ## remove the venv and caches (images stay)
+	rm -rf $(VENV) .cache .state

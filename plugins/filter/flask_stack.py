@@ -1,0 +1,183 @@
+"""The ``apps`` data model: validation and derived fields.
+
+Every role reads the same ``apps`` list. This filter is the one place that
+knows its rules (what a valid name, domain or wsgi target is) and its
+conventions (where an app's code, environment, socket and unit live), so the
+roles cannot disagree about them.
+
+    {{ apps | flask_stack_apps }}
+
+returns a new list in which every entry carries its defaults and derived
+fields, or fails with a message naming the variable and the bad value, e.g.
+``apps[1].domains[0]: 'bad..name' is not a valid domain name``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,27}$")
+LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+WSGI_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.()]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PYTHON_KINDS = ("venv",)
+KNOWN_KEYS = {
+    "name", "domains", "src", "wsgi", "python", "workers", "health_path", "env",
+    "requirements", "static_url", "static_dir", "dir",
+}
+BASE_DIR = "/srv/apps"
+
+
+def _fail(path: str, msg: str) -> None:
+    raise AnsibleFilterError(f"{path}: {msg}")
+
+
+def valid_domain(value: Any) -> bool:
+    if not isinstance(value, str) or not 0 < len(value) <= 253:
+        return False
+    return all(LABEL_RE.match(label) for label in value.split("."))
+
+
+def _check_src(path: str, src: Any) -> dict[str, Any]:
+    if isinstance(src, str) and src:
+        return {"kind": "path", "path": src.rstrip("/")}
+    if isinstance(src, dict) and "git" in src:
+        src = src["git"]
+    if isinstance(src, dict) and isinstance(src.get("repo"), str) and src["repo"]:
+        version = src.get("version", "HEAD")
+        if not isinstance(version, str) or not version:
+            _fail(f"{path}.version", f"{version!r} is not a git ref")
+        return {"kind": "git", "repo": src["repo"], "version": version}
+    _fail(path, f"{src!r} is neither a local path nor {{git: {{repo: ..., version: ...}}}}")
+    raise AssertionError  # unreachable
+
+
+def _check_app(index: int, app: Any) -> dict[str, Any]:
+    where = f"apps[{index}]"
+    if not isinstance(app, dict):
+        _fail(where, f"must be a mapping, got {app!r}")
+    unknown = sorted(set(app) - KNOWN_KEYS)
+    if unknown:
+        _fail(where, f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_KEYS))})")
+
+    name = app.get("name")
+    if name is None:
+        _fail(f"{where}.name", "is required")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        _fail(f"{where}.name", f"{name!r} must match [a-z][a-z0-9_-]* (at most 28 characters; no '/', '.' or spaces)")
+    where = f"apps[{index}] ({name})"
+
+    domains = app.get("domains")
+    if domains is None:
+        _fail(f"{where}.domains", "is required (a non-empty list of domain names)")
+    if isinstance(domains, str):
+        domains = [domains]
+    if not isinstance(domains, list) or not domains:
+        _fail(f"{where}.domains", f"{domains!r} must be a non-empty list of domain names")
+    for j, domain in enumerate(domains):
+        if not valid_domain(domain):
+            _fail(f"{where}.domains[{j}]", f"{domain!r} is not a valid domain name (lower-case labels of a-z, 0-9 and '-')")
+    if len(set(domains)) != len(domains):
+        _fail(f"{where}.domains", f"{domains!r} lists a domain twice")
+
+    if "src" not in app:
+        _fail(f"{where}.src", "is required (a local path, or {git: {repo: ..., version: ...}})")
+    src = _check_src(f"{where}.src", app["src"])
+
+    wsgi = app.get("wsgi")
+    if not isinstance(wsgi, str) or not WSGI_RE.match(wsgi):
+        _fail(f"{where}.wsgi", f"{wsgi!r} must look like 'package.module:callable'")
+
+    python = app.get("python", {"kind": "venv"})
+    if not isinstance(python, dict):
+        _fail(f"{where}.python", f"{python!r} must be a mapping such as {{kind: venv}}")
+    kind = python.get("kind", "venv")
+    if kind not in PYTHON_KINDS:
+        _fail(f"{where}.python.kind", f"{kind!r} is not a known kind (known: {', '.join(PYTHON_KINDS)})")
+
+    workers = app.get("workers", "auto")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        _fail(f"{where}.workers", f"{workers!r} must be 'auto' or an integer >= 1")
+
+    health_path = app.get("health_path", "/healthz")
+    if not isinstance(health_path, str) or not health_path.startswith("/") or " " in health_path:
+        _fail(f"{where}.health_path", f"{health_path!r} must be a URL path starting with '/'")
+
+    env = app.get("env", {}) or {}
+    if not isinstance(env, dict):
+        _fail(f"{where}.env", f"{env!r} must be a mapping of variable names to values")
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+            _fail(f"{where}.env", f"{key!r} is not a valid environment variable name")
+        if isinstance(value, (dict, list)) or value is None:
+            _fail(f"{where}.env.{key}", f"{value!r} must be a string or number")
+        if "\n" in str(value):
+            _fail(f"{where}.env.{key}", "must not contain a newline")
+
+    requirements = app.get("requirements", "requirements.txt")
+    static_url = app.get("static_url", "/static/")
+    static_dir = app.get("static_dir", wsgi.split(":")[0].split(".")[0] + "/static")
+    for key, value in (("requirements", requirements), ("static_dir", static_dir)):
+        if not isinstance(value, str) or not value or value.startswith("/") or ".." in value.split("/"):
+            _fail(f"{where}.{key}", f"{value!r} must be a path inside the app's source tree")
+    if not isinstance(static_url, str) or not re.match(r"^/[A-Za-z0-9._~/-]*/$", static_url):
+        _fail(f"{where}.static_url", f"{static_url!r} must be a URL path that starts and ends with '/'")
+
+    app_dir = app.get("dir", f"{BASE_DIR}/{name}")
+    if not isinstance(app_dir, str) or not app_dir.startswith("/") or ".." in app_dir.split("/"):
+        _fail(f"{where}.dir", f"{app_dir!r} must be an absolute path")
+
+    return {
+        **app,
+        "name": name,
+        "domains": list(domains),
+        "server_name": domains[0],
+        "src": app["src"],
+        "source": src,
+        "wsgi": wsgi,
+        "python": {**python, "kind": kind},
+        "workers": workers,
+        "health_path": health_path,
+        "env": {k: str(v) for k, v in env.items()},
+        "requirements": requirements,
+        "static_url": static_url,
+        "static_dir": static_dir,
+        # conventions every role shares
+        "dir": app_dir,
+        "releases_dir": f"{app_dir}/releases",
+        "code_dir": f"{app_dir}/current",
+        "venv_dir": f"{app_dir}/venv",
+        "user": f"app-{name}",
+        "unit": f"gunicorn-{name}",
+        "socket": f"/run/gunicorn/{name}.sock",
+        "env_file": f"/etc/flask-stack/{name}.env",
+    }
+
+
+def flask_stack_apps(apps: Any) -> list[dict[str, Any]]:
+    """Validate the ``apps`` list and return it with defaults and derived fields."""
+    if apps is None:
+        apps = []
+    if not isinstance(apps, list):
+        _fail("apps", f"must be a list of app mappings, got {type(apps).__name__}")
+    result = [_check_app(i, app) for i, app in enumerate(apps)]
+    seen_names: dict[str, int] = {}
+    seen_domains: dict[str, str] = {}
+    for i, app in enumerate(result):
+        if app["name"] in seen_names:
+            _fail(f"apps[{i}].name", f"{app['name']!r} is already used by apps[{seen_names[app['name']]}]")
+        seen_names[app["name"]] = i
+        for domain in app["domains"]:
+            if domain in seen_domains:
+                _fail(f"apps[{i}] ({app['name']}).domains",
+                      f"{domain!r} is already claimed by app {seen_domains[domain]!r}")
+            seen_domains[domain] = app["name"]
+    return result
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"flask_stack_apps": flask_stack_apps}
