@@ -30,7 +30,9 @@ def _parse(raw: str, rc: int) -> Response:
     headers = {}
     for line in lines[1:]:
         key, _, value = line.partition(":")
-        headers[key.strip().lower()] = value.strip()
+        key = key.strip().lower()
+        # a repeated header is folded into one, as HTTP allows
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     return Response(status=status, headers=headers, body=body)
 
 

@@ -1,0 +1,88 @@
+"""The apps model (plugins/filter/flask_stack.py): defaults, derived fields,
+and the error every bad entry gets."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+_spec = importlib.util.spec_from_file_location(
+    "flask_stack_filter", Path(__file__).resolve().parents[2] / "plugins/filter/flask_stack.py"
+)
+model = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(model)
+
+
+def app(**over):
+    base = {"name": "hello", "domains": ["hello.example.com"], "src": "/srv/src/hello", "wsgi": "hello.wsgi:app"}
+    base.update(over)
+    return base
+
+
+def test_defaults_and_derived_fields():
+    (a,) = model.flask_stack_apps([app()])
+    assert a["server_name"] == "hello.example.com"
+    assert a["python"] == {"kind": "venv"}
+    assert a["workers"] == "auto"
+    assert a["health_path"] == "/healthz"
+    assert a["user"] == "app-hello"
+    assert a["unit"] == "gunicorn-hello"
+    assert a["socket"] == "/run/gunicorn/hello.sock"
+    assert a["code_dir"] == "/srv/apps/hello/current"
+    assert a["venv_dir"] == "/srv/apps/hello/venv"
+    assert a["static_dir"] == "hello/static"
+    assert a["source"] == {"kind": "path", "path": "/srv/src/hello"}
+
+
+def test_git_source_and_two_apps():
+    apps = model.flask_stack_apps([
+        app(),
+        app(name="shop", domains=["shop.example.com", "www.shop.example.com"],
+            src={"git": {"repo": "https://example.com/shop.git", "version": "v2"}}, workers=3),
+    ])
+    assert apps[1]["source"] == {"kind": "git", "repo": "https://example.com/shop.git", "version": "v2"}
+    assert apps[1]["workers"] == 3
+    assert apps[0]["socket"] != apps[1]["socket"]
+
+
+def test_env_values_become_strings():
+    (a,) = model.flask_stack_apps([app(env={"WORKERS": 3, "DEBUG": "0"})])
+    assert a["env"] == {"WORKERS": "3", "DEBUG": "0"}
+
+
+@pytest.mark.parametrize(
+    ("apps", "message"),
+    [
+        ("hello", "apps: must be a list"),
+        ([app(name=None)], "apps[0].name: is required"),
+        ([{k: v for k, v in app().items() if k != "name"}], "apps[0].name: is required"),
+        ([app(name="../etc")], "apps[0].name: '../etc' must match"),
+        ([app(name="a/b")], "apps[0].name: 'a/b' must match"),
+        ([app(name="Hello")], "apps[0].name: 'Hello' must match"),
+        ([{k: v for k, v in app().items() if k != "domains"}], "apps[0] (hello).domains: is required"),
+        ([app(domains=[])], "apps[0] (hello).domains: [] must be a non-empty list"),
+        ([app(domains=["bad..example.com"])], "apps[0] (hello).domains[0]: 'bad..example.com' is not a valid domain"),
+        ([app(domains=["-x.example.com"])], "apps[0] (hello).domains[0]: '-x.example.com' is not a valid domain"),
+        ([app(domains=["Hello.example.com"])], "apps[0] (hello).domains[0]: 'Hello.example.com' is not a valid domain"),
+        ([app(domains=["a.example.com", "a.example.com"])], "lists a domain twice"),
+        ([app(), app(name="two")], "apps[1] (two).domains: 'hello.example.com' is already claimed by app 'hello'"),
+        ([app(), app(domains=["other.example.com"])], "apps[1].name: 'hello' is already used by apps[0]"),
+        ([app(python={"kind": "pipenv"})], "apps[0] (hello).python.kind: 'pipenv' is not a known kind"),
+        ([app(wsgi="hello")], "apps[0] (hello).wsgi: 'hello' must look like"),
+        ([app(workers=0)], "apps[0] (hello).workers: 0 must be 'auto'"),
+        ([app(workers="many")], "apps[0] (hello).workers: 'many' must be 'auto'"),
+        ([app(health_path="healthz")], "apps[0] (hello).health_path: 'healthz' must be a URL path"),
+        ([app(src={"git": {"version": "v1"}})], "apps[0] (hello).src:"),
+        ([app(env={"BAD-NAME": "x"})], "apps[0] (hello).env: 'BAD-NAME' is not a valid environment variable"),
+        ([app(env={"X": "a\nb"})], "apps[0] (hello).env.X: must not contain a newline"),
+        ([app(requirements="../../etc/passwd")], "apps[0] (hello).requirements:"),
+        ([app(colour="blue")], "apps[0]: unknown key(s) colour"),
+    ],
+)
+def test_bad_entries_name_the_variable_and_value(apps, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        model.flask_stack_apps(apps)
+    assert message in str(err.value)
