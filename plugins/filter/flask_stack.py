@@ -23,12 +23,19 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,27}$")
 LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 WSGI_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.()]*$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PYTHON_KINDS = ("venv",)
+PYTHON_KINDS = ("venv", "conda")
+TIMER_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "domains", "src", "wsgi", "python", "workers", "health_path", "env",
-    "requirements", "static_url", "static_dir", "dir",
+    "requirements", "static_url", "static_dir", "dir", "timers",
 }
 BASE_DIR = "/srv/apps"
+# HTTPS per app (nginx and letsencrypt roles). An unset tls_mode takes the
+# filter's tls_default argument (the inventory's tls_mode_default).
+KNOWN_KEYS.add("tls_mode")
+TLS_MODES = ("letsencrypt", "selfsigned", "none")
+TLS_DIR = "/etc/flask-stack/tls"
+ACME_WEBROOT = "/var/www/acme-challenge"
 
 
 def _fail(path: str, msg: str) -> None:
@@ -55,7 +62,67 @@ def _check_src(path: str, src: Any) -> dict[str, Any]:
     raise AssertionError  # unreachable
 
 
-def _check_app(index: int, app: Any) -> dict[str, Any]:
+def _relative_path(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or value.startswith("/") or ".." in value.split("/"):
+        _fail(path, f"{value!r} must be a path inside the app's source tree")
+    return value
+
+
+def _check_python(path: str, python: dict[str, Any], kind: str, requirements: Any) -> dict[str, Any]:
+    """The environment's lock input: what the environment is built from and keyed by."""
+    if kind == "venv":
+        unknown = sorted(set(python) - {"kind"})
+        if unknown:
+            _fail(path, f"unknown key(s) {', '.join(unknown)} for kind venv (the lock is the app's `requirements`)")
+        return {"kind": "venv", "lock": _relative_path(path.rsplit(".", 1)[0] + ".requirements", requirements),
+                "lock_format": "requirements"}
+    unknown = sorted(set(python) - {"kind", "environment_file", "lock_file", "channels"})
+    if unknown:
+        _fail(path, f"unknown key(s) {', '.join(unknown)} for kind conda (known: environment_file, lock_file, channels)")
+    given = [k for k in ("environment_file", "lock_file") if python.get(k)]
+    if len(given) != 1:
+        _fail(path, "kind conda needs exactly one of environment_file (environment.yml) or lock_file (conda-lock.yml)")
+    key = given[0]
+    channels = python.get("channels")
+    if channels is not None and (not isinstance(channels, list) or not all(isinstance(c, str) and c for c in channels)):
+        _fail(f"{path}.channels", f"{channels!r} must be a list of channel names or URLs")
+    result = {"kind": "conda", "lock": _relative_path(f"{path}.{key}", python[key]),
+              "lock_format": "environment" if key == "environment_file" else "conda-lock"}
+    if channels is not None:
+        result["channels"] = channels
+    return result
+
+
+def _check_timers(path: str, timers: Any) -> list[dict[str, Any]]:
+    if not isinstance(timers, list):
+        _fail(path, f"{timers!r} must be a list of {{name, schedule, command}}")
+    seen = set()
+    result = []
+    for i, timer in enumerate(timers):
+        where = f"{path}[{i}]"
+        if not isinstance(timer, dict):
+            _fail(where, f"{timer!r} must be a mapping with name, schedule and command")
+        unknown = sorted(set(timer) - {"name", "schedule", "command", "timeout"})
+        if unknown:
+            _fail(where, f"unknown key(s) {', '.join(unknown)} (known: name, schedule, command, timeout)")
+        name = timer.get("name")
+        if not isinstance(name, str) or not TIMER_NAME_RE.match(name):
+            _fail(f"{where}.name", f"{name!r} must match [a-z][a-z0-9_-]*")
+        if name in seen:
+            _fail(f"{where}.name", f"{name!r} is used twice")
+        seen.add(name)
+        for key in ("schedule", "command"):
+            value = timer.get(key)
+            if not isinstance(value, str) or not value.strip() or "\n" in value:
+                _fail(f"{where}.{key}", f"{value!r} must be a non-empty one-line string")
+        timeout = timer.get("timeout", 3600)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
+            _fail(f"{where}.timeout", f"{timeout!r} must be a number of seconds >= 1")
+        result.append({"name": name, "schedule": timer["schedule"], "command": timer["command"], "timeout": timeout})
+    return result
+
+
+def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[str, Any]:
     where = f"apps[{index}]"
     if not isinstance(app, dict):
         _fail(where, f"must be a mapping, got {app!r}")
@@ -97,6 +164,7 @@ def _check_app(index: int, app: Any) -> dict[str, Any]:
     kind = python.get("kind", "venv")
     if kind not in PYTHON_KINDS:
         _fail(f"{where}.python.kind", f"{kind!r} is not a known kind (known: {', '.join(PYTHON_KINDS)})")
+    python = _check_python(f"{where}.python", python, kind, app.get("requirements", "requirements.txt"))
 
     workers = app.get("workers", "auto")
     if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -126,6 +194,12 @@ def _check_app(index: int, app: Any) -> dict[str, Any]:
     if not isinstance(static_url, str) or not re.match(r"^/[A-Za-z0-9._~/-]*/$", static_url):
         _fail(f"{where}.static_url", f"{static_url!r} must be a URL path that starts and ends with '/'")
 
+    timers = _check_timers(f"{where}.timers", app.get("timers", []) or [])
+
+    tls_mode = app.get("tls_mode")
+    if tls_mode is not None and (not isinstance(tls_mode, str) or tls_mode not in TLS_MODES):
+        _fail(f"{where}.tls_mode", f"{tls_mode!r} is not a TLS mode (known: {', '.join(TLS_MODES)}; unset = tls_mode_default)")
+
     app_dir = app.get("dir", f"{BASE_DIR}/{name}")
     if not isinstance(app_dir, str) or not app_dir.startswith("/") or ".." in app_dir.split("/"):
         _fail(f"{where}.dir", f"{app_dir!r} must be an absolute path")
@@ -138,7 +212,8 @@ def _check_app(index: int, app: Any) -> dict[str, Any]:
         "src": app["src"],
         "source": src,
         "wsgi": wsgi,
-        "python": {**python, "kind": kind},
+        "python": python,
+        "timers": timers,
         "workers": workers,
         "health_path": health_path,
         "env": {k: str(v) for k, v in env.items()},
@@ -149,21 +224,43 @@ def _check_app(index: int, app: Any) -> dict[str, Any]:
         "dir": app_dir,
         "releases_dir": f"{app_dir}/releases",
         "code_dir": f"{app_dir}/current",
-        "venv_dir": f"{app_dir}/venv",
+        "envs_dir": f"{app_dir}/envs",
+        "shared_dir": f"{app_dir}/shared",
+        # every release links its environment here; the unit runs this interpreter
+        "env_link": ".python",
+        "interpreter": f"{app_dir}/current/.python/bin/python",
+        "bin_dir": f"{app_dir}/current/.python/bin",
+        "candidate_unit": f"gunicorn-{name}-candidate",
+        # a release on trial listens on <candidate_socket_prefix><release id>.sock
+        "candidate_socket_prefix": f"/run/gunicorn/{name}-candidate-",
         "user": f"app-{name}",
         "unit": f"gunicorn-{name}",
         "socket": f"/run/gunicorn/{name}.sock",
         "env_file": f"/etc/flask-stack/{name}.env",
+        # HTTPS: nginx reads <tls_dir>/{fullchain,privkey}.pem (links to the live
+        # Let's Encrypt lineage <cert_name>, or to the self-signed pair)
+        "tls_mode": tls_default if tls_mode is None else tls_mode,
+        "cert_name": name,
+        "tls_dir": f"{TLS_DIR}/{name}",
+        "acme_webroot": ACME_WEBROOT,
     }
 
 
-def flask_stack_apps(apps: Any) -> list[dict[str, Any]]:
-    """Validate the ``apps`` list and return it with defaults and derived fields."""
+def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]:
+    """Validate the ``apps`` list and return it with defaults and derived fields.
+
+    ``tls_default`` is the tls_mode of apps that set none (``None`` or '' =
+    letsencrypt): ``apps | flask_stack_apps(tls_default=tls_mode_default)``.
+    """
     if apps is None:
         apps = []
     if not isinstance(apps, list):
         _fail("apps", f"must be a list of app mappings, got {type(apps).__name__}")
-    result = [_check_app(i, app) for i, app in enumerate(apps)]
+    if tls_default is None or tls_default == "":
+        tls_default = "letsencrypt"
+    if not isinstance(tls_default, str) or tls_default not in TLS_MODES:
+        _fail("tls_mode_default", f"{tls_default!r} is not a TLS mode (known: {', '.join(TLS_MODES)})")
+    result = [_check_app(i, app, tls_default) for i, app in enumerate(apps)]
     seen_names: dict[str, int] = {}
     seen_domains: dict[str, str] = {}
     for i, app in enumerate(result):

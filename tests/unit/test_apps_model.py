@@ -25,14 +25,16 @@ def app(**over):
 def test_defaults_and_derived_fields():
     (a,) = model.flask_stack_apps([app()])
     assert a["server_name"] == "hello.example.com"
-    assert a["python"] == {"kind": "venv"}
+    assert a["python"] == {"kind": "venv", "lock": "requirements.txt", "lock_format": "requirements"}
     assert a["workers"] == "auto"
     assert a["health_path"] == "/healthz"
     assert a["user"] == "app-hello"
     assert a["unit"] == "gunicorn-hello"
     assert a["socket"] == "/run/gunicorn/hello.sock"
     assert a["code_dir"] == "/srv/apps/hello/current"
-    assert a["venv_dir"] == "/srv/apps/hello/venv"
+    assert a["interpreter"] == "/srv/apps/hello/current/.python/bin/python"
+    assert a["envs_dir"] == "/srv/apps/hello/envs"
+    assert a["timers"] == []
     assert a["static_dir"] == "hello/static"
     assert a["source"] == {"kind": "path", "path": "/srv/src/hello"}
 
@@ -46,6 +48,22 @@ def test_git_source_and_two_apps():
     assert apps[1]["source"] == {"kind": "git", "repo": "https://example.com/shop.git", "version": "v2"}
     assert apps[1]["workers"] == 3
     assert apps[0]["socket"] != apps[1]["socket"]
+
+
+def test_conda_kinds_name_their_lock_input():
+    (a,) = model.flask_stack_apps([app(python={"kind": "conda", "lock_file": "conda-lock.yml"})])
+    assert a["python"] == {"kind": "conda", "lock": "conda-lock.yml", "lock_format": "conda-lock"}
+    (b,) = model.flask_stack_apps([app(python={"kind": "conda", "environment_file": "environment.yml",
+                                               "channels": ["conda-forge"]})])
+    assert b["python"] == {"kind": "conda", "lock": "environment.yml", "lock_format": "environment",
+                           "channels": ["conda-forge"]}
+    # the interpreter path is the same for both kinds: the release's link to its environment
+    assert a["interpreter"] == b["interpreter"] == "/srv/apps/hello/current/.python/bin/python"
+
+
+def test_timers_get_a_default_timeout():
+    (a,) = model.flask_stack_apps([app(timers=[{"name": "refresh", "schedule": "*-*-1/2 03:00", "command": "flask refresh"}])])
+    assert a["timers"] == [{"name": "refresh", "schedule": "*-*-1/2 03:00", "command": "flask refresh", "timeout": 3600}]
 
 
 def test_env_values_become_strings():
@@ -80,9 +98,55 @@ def test_env_values_become_strings():
         ([app(env={"X": "a\nb"})], "apps[0] (hello).env.X: must not contain a newline"),
         ([app(requirements="../../etc/passwd")], "apps[0] (hello).requirements:"),
         ([app(colour="blue")], "apps[0]: unknown key(s) colour"),
+        ([app(python={"kind": "conda"})], "apps[0] (hello).python: kind conda needs exactly one of"),
+        ([app(python={"kind": "conda", "environment_file": "e.yml", "lock_file": "l.yml"})], "needs exactly one of"),
+        ([app(python={"kind": "conda", "lock_file": "/etc/lock.yml"})], "apps[0] (hello).python.lock_file: '/etc/lock.yml'"),
+        ([app(python={"kind": "conda", "lock_file": "l.yml", "channels": "conda-forge"})], "python.channels"),
+        ([app(python={"kind": "venv", "lock_file": "l.yml"})], "unknown key(s) lock_file for kind venv"),
+        ([app(timers=[{"name": "x", "schedule": "daily"}])], "apps[0] (hello).timers[0].command: None must be"),
+        ([app(timers=[{"name": "Bad", "schedule": "daily", "command": "c"}])], "timers[0].name: 'Bad' must match"),
+        ([app(timers=[{"name": "x", "schedule": "daily", "command": "c"}] * 2)], "timers[1].name: 'x' is used twice"),
     ],
 )
 def test_bad_entries_name_the_variable_and_value(apps, message):
     with pytest.raises(AnsibleFilterError) as err:
         model.flask_stack_apps(apps)
+    assert message in str(err.value)
+
+
+# --- tls_mode (nginx + letsencrypt roles) -------------------------------------
+
+def test_tls_mode_defaults_to_letsencrypt_and_derives_the_certificate_paths():
+    (a,) = model.flask_stack_apps([app()])
+    assert a["tls_mode"] == "letsencrypt"
+    assert a["cert_name"] == "hello"
+    assert a["tls_dir"] == "/etc/flask-stack/tls/hello"
+    assert a["acme_webroot"] == "/var/www/acme-challenge"
+
+
+@pytest.mark.parametrize("default", ["letsencrypt", "selfsigned", "none"])
+def test_tls_default_applies_to_apps_without_their_own_mode(default):
+    apps = model.flask_stack_apps(
+        [app(), app(name="b", domains=["b.example.com"], tls_mode="none")], tls_default=default
+    )
+    assert [a["tls_mode"] for a in apps] == [default, "none"]
+
+
+@pytest.mark.parametrize("default", [None, ""])
+def test_an_unset_tls_default_means_letsencrypt(default):
+    (a,) = model.flask_stack_apps([app(tls_mode=None)], tls_default=default)
+    assert a["tls_mode"] == "letsencrypt"
+
+
+@pytest.mark.parametrize(
+    ("apps", "kwargs", "message"),
+    [
+        ([app(tls_mode="acme")], {}, "apps[0] (hello).tls_mode: 'acme' is not a TLS mode (known: letsencrypt, selfsigned, none"),
+        ([app(tls_mode=False)], {}, "apps[0] (hello).tls_mode: False is not a TLS mode"),
+        ([app()], {"tls_default": "https"}, "tls_mode_default: 'https' is not a TLS mode"),
+    ],
+)
+def test_bad_tls_modes_name_the_variable_and_value(apps, kwargs, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        model.flask_stack_apps(apps, **kwargs)
     assert message in str(err.value)
