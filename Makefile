@@ -5,8 +5,9 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 export MOLECULE_DISTRO ?= debian12
+SCENARIOS ?= default deploy
 
-.PHONY: help venv docker image demo down test lint molecule unit clean
+.PHONY: help venv docker image demo down test lint molecule unit bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,7 +40,10 @@ unit: venv  ## the app's tests and the inventory/model tests
 	@$(VENV)/bin/pytest -q app/tests tests/unit tests/inventory
 
 molecule: venv image  ## molecule test on the default scenario
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/molecule test -s default
+	@for s in $(SCENARIOS); do PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/molecule test -s $$s || exit 1; done
+
+bench: venv image  ## measure the demo VM: throughput, redeploy and crash under load, env builds, converge
+	@$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
 
 clean: down  ## remove the venv and caches (images stay)
 	rm -rf $(VENV) .cache .state

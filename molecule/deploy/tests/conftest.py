@@ -1,0 +1,106 @@
+"""Deploy-scenario helpers: run playbooks against the molecule host with a
+changed copy of the sample app, and ask the running app what it serves."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+SCENARIO = Path(__file__).resolve().parents[1]
+CONTAINER = f"flask-stack-deploy-{os.environ.get('MOLECULE_DISTRO', 'debian12')}"
+
+
+def scenario_vars() -> dict:
+    raw = (SCENARIO / "molecule.yml").read_text().replace("${MOLECULE_PROJECT_DIRECTORY}", str(ROOT))
+    raw = raw.replace("${MOLECULE_DISTRO:-debian12}", os.environ.get("MOLECULE_DISTRO", "debian12"))
+    return yaml.safe_load(raw)["provisioner"]["inventory"]["group_vars"]["web"]
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+
+    @property
+    def changed(self) -> int:
+        m = re.search(r"changed=(\d+)", self.out.split("PLAY RECAP")[-1])
+        return int(m.group(1)) if m else -1
+
+
+def playbook(name: str, extra: dict, tmp_path: Path, wait: bool = True):
+    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*')))}.json"
+    vars_file.write_text(json.dumps(extra))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter")}
+    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return Run(proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture
+def app_copy(tmp_path):
+    """A copy of the sample app to change before deploying it."""
+    dst = tmp_path / "app"
+    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
+    return dst
+
+
+@pytest.fixture
+def deploy(tmp_path):
+    """deploy(src, **vars) runs playbooks/deploy.yml with the hello app built from src."""
+
+    def run(src: Path, wait: bool = True, **extra):
+        apps = scenario_vars()["apps"]
+        apps[0]["src"] = str(src)
+        return playbook("deploy.yml", {"apps": apps, **extra}, tmp_path, wait=wait)
+
+    return run
+
+
+@pytest.fixture
+def rollback(tmp_path):
+    def run(**extra):
+        return playbook("rollback.yml", {"rollback_app": "hello", **extra}, tmp_path)
+
+    return run
+
+
+def exec_in(*cmd: str, timeout: int = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", CONTAINER, *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def health() -> tuple[int, dict | None]:
+    """(status, body) of /healthz through the live socket, as nginx would ask."""
+    r = exec_in("curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "10",
+                "--unix-socket", "/run/gunicorn/hello.sock", "http://hello.test/healthz")
+    body, _, code = r.stdout.rpartition("\n")
+    try:
+        return int(code or 0), json.loads(body) if body else None
+    except json.JSONDecodeError:
+        return int(code or 0), None
+
+
+def serving() -> str:
+    status, body = health()
+    assert status == 200, (status, body)
+    return body["release"]
+
+
+def listdir(path: str) -> list[str]:
+    return sorted(exec_in("ls", "-1", path).stdout.split())
+
+
+def link_target(path: str) -> str:
+    return exec_in("readlink", path).stdout.strip()

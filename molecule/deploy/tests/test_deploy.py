@@ -1,0 +1,184 @@
+"""Releases, environments and rollback, in the order a team would live them.
+The tests share one host and run in file order; each step starts from what
+the previous one left."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from conftest import exec_in, health, link_target, listdir, serving
+
+APP = "/srv/apps/hello"
+STATE: dict[str, str] = {}
+
+
+def edit(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_converged_release_is_serving_from_its_own_environment():
+    release = serving()
+    assert link_target(f"{APP}/current") == f"{APP}/releases/{release}"
+    env = link_target(f"{APP}/releases/{release}/.python")
+    assert env.startswith(f"{APP}/envs/venv-")
+    assert listdir(f"{APP}/envs") == [env.rsplit("/", 1)[1]]
+    # gunicorn runs the environment's own interpreter, by absolute path
+    main_pid = exec_in("systemctl", "show", "-p", "MainPID", "--value", "gunicorn-hello.service").stdout.strip()
+    cmdline = exec_in("cat", f"/proc/{main_pid}/cmdline").stdout.replace("\0", " ")
+    assert cmdline.startswith(f"{APP}/current/.python/bin/python -m gunicorn")
+    environ = exec_in("systemctl", "show", "-p", "Environment", "--value", "gunicorn-hello.service").stdout.split()
+    assert f"PATH={APP}/current/.python/bin:/usr/local/bin:/usr/bin:/bin" in environ
+    # the environment has the locked packages, installed by uv
+    freeze = exec_in(f"{env}/bin/python", "-c", "import flask, gunicorn; print(flask.__version__, gunicorn.__version__)")
+    assert freeze.stdout.split() == ["3.1.3", "27.0.1"]
+    STATE["r1"], STATE["env1"] = release, env
+
+
+def test_unchanged_source_changes_nothing(app_copy, deploy):
+    run = deploy(app_copy)
+    assert run.rc == 0, run.out
+    assert run.changed == 0, run.out
+    assert serving() == STATE["r1"]
+
+
+def test_new_code_with_the_same_lock_reuses_the_environment(app_copy, deploy):
+    edit(app_copy / "hello/templates/index.html", "</", "<!-- v2 --></")
+    run = deploy(app_copy)
+    assert run.rc == 0, run.out
+    release = serving()
+    assert release != STATE["r1"]
+    assert release.endswith(re.sub(r".*-", "", release))
+    assert link_target(f"{APP}/releases/{release}/.python") == STATE["env1"]
+    assert len(listdir(f"{APP}/envs")) == 1
+    assert STATE["r1"] in listdir(f"{APP}/releases")
+    STATE["r2"] = release
+
+
+def test_changed_lock_builds_a_second_environment_while_the_first_serves(app_copy, deploy):
+    edit(app_copy / "hello/templates/index.html", "</", "<!-- v3 --></")
+    (app_copy / "requirements.txt").write_text((app_copy / "requirements.txt").read_text() + "# re-locked\n")
+    proc = deploy(app_copy, wait=False)
+    seen: list[tuple[int, str]] = []
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and len(seen) < 2000:
+        status, body = health()
+        seen.append((status, (body or {}).get("release", "")))
+        time.sleep(0.2)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+    release = serving()
+    assert release not in (STATE["r1"], STATE["r2"])
+    failures = [s for s in seen if s[0] != 200]
+    assert not failures, failures
+    served = [r for _, r in seen]
+    # the old release served until the switch, the new one after it, nothing else
+    assert served and served[0] == STATE["r2"]
+    assert set(served) <= {STATE["r2"], release}
+    switch_points = sum(1 for a, b in zip(served, served[1:]) if a != b)
+    assert switch_points <= 1
+    env2 = link_target(f"{APP}/releases/{release}/.python")
+    assert env2 != STATE["env1"]
+    assert sorted(listdir(f"{APP}/envs")) == sorted([STATE["env1"].rsplit("/", 1)[1], env2.rsplit("/", 1)[1]])
+    STATE["r3"], STATE["env2"] = release, env2
+    print(f"\nlock change deploy: {len(seen)} health probes during the deploy, {len(failures)} failed")
+
+
+def test_tampered_hash_fails_cleanly_and_the_app_keeps_serving(app_copy, deploy):
+    lock = app_copy / "requirements.txt"
+    text = lock.read_text()
+    first_hash = re.search(r"--hash=sha256:([0-9a-f]{64})", text).group(1)
+    lock.write_text(text.replace(first_hash, "0" * 64) + "# tampered\n")
+    envs_before = listdir(f"{APP}/envs")
+    run = deploy(app_copy)
+    assert run.rc != 0
+    assert "environment of app hello could not be built" in run.out
+    assert "The previous environment and the running app were not touched" in run.out
+    assert serving() == STATE["r3"]
+    assert listdir(f"{APP}/envs") == envs_before
+
+
+def test_lock_without_hashes_is_refused(app_copy, deploy):
+    lock = app_copy / "requirements.txt"
+    lock.write_text(re.sub(r" \\\n\s+--hash=sha256:[0-9a-f]{64}", "", lock.read_text()))
+    run = deploy(app_copy)
+    assert run.rc != 0
+    assert "has no --hash lines" in run.out, run.out
+    assert serving() == STATE["r3"]
+
+
+def test_missing_lock_file_is_refused(app_copy, deploy):
+    (app_copy / "requirements.txt").unlink()
+    run = deploy(app_copy)
+    assert run.rc != 0
+    assert "the lock file 'requirements.txt' does not exist" in run.out, run.out
+    assert serving() == STATE["r3"]
+
+
+def test_release_that_fails_at_import_is_never_switched_to(app_copy, deploy):
+    (app_copy / "hello/wsgi.py").write_text((app_copy / "hello/wsgi.py").read_text() + "\nraise RuntimeError('broken at import')\n")
+    run = deploy(app_copy)
+    assert run.rc != 0
+    m = re.search(r"Release (\S+) of app hello failed its health check and was not switched to", run.out)
+    assert m, run.out
+    assert "broken at import" in run.out
+    assert f"{STATE['r3']} keeps serving" in run.out
+    assert serving() == STATE["r3"]
+    assert m.group(1) not in listdir(f"{APP}/releases")
+
+
+def test_release_whose_health_check_fails_is_never_switched_to(app_copy, deploy):
+    edit(app_copy / "hello/__init__.py", "        response = jsonify(\n            status=\"OK\"",
+         "        return jsonify(status=\"sick\"), 500\n        response = jsonify(\n            status=\"OK\"")
+    run = deploy(app_copy)
+    assert run.rc != 0
+    assert re.search(r"failed its health check and was not switched to \(/healthz answered 500", run.out), run.out
+    assert serving() == STATE["r3"]
+
+
+def test_rollback_returns_to_the_previous_release(rollback):
+    run = rollback()
+    assert run.rc == 0, run.out
+    assert serving() == STATE["r2"]
+    assert link_target(f"{APP}/current") == f"{APP}/releases/{STATE['r2']}"
+
+
+def test_rollback_to_a_named_release_and_a_bad_name(rollback):
+    run = rollback(rollback_release=STATE["r3"])
+    assert run.rc == 0, run.out
+    assert serving() == STATE["r3"]
+    bad = rollback(rollback_release="19990101000000-nothere")
+    assert bad.rc != 0
+    assert "app_rollback_release: no release" in bad.out
+    assert serving() == STATE["r3"]
+
+
+def test_only_the_newest_releases_and_their_environments_remain(app_copy, deploy):
+    edit(app_copy / "hello/templates/index.html", "</", "<!-- v4 --></")
+    run = deploy(app_copy, app_keep_releases=2)
+    assert run.rc == 0, run.out
+    release = serving()
+    releases = listdir(f"{APP}/releases")
+    assert releases == sorted([STATE["r3"], release])
+    # r1 and r2 used env1; both are gone, so env1 is gone too
+    assert listdir(f"{APP}/envs") == [STATE["env2"].rsplit("/", 1)[1]]
+
+
+def test_service_sandbox_rates_2_or_lower():
+    out = exec_in("systemd-analyze", "security", "--no-pager", "gunicorn-hello.service").stdout
+    level = float(re.search(r"Overall exposure level for gunicorn-hello.service: ([0-9.]+)", out).group(1))
+    print(f"\nsystemd-analyze security gunicorn-hello.service: {level}")
+    assert level <= 2.0, out
+
+
+def test_scheduled_job_runs_in_the_current_release_as_the_app_user():
+    timer = exec_in("systemctl", "is-enabled", "hello-job-stamp.timer").stdout.strip()
+    assert timer == "enabled"
+    assert exec_in("systemctl", "is-active", "hello-job-stamp.timer").stdout.strip() == "active"
+    exec_in("rm", "-f", f"{APP}/shared/job-ran")
+    run = exec_in("systemctl", "start", "hello-job-stamp.service", timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert exec_in("cat", f"{APP}/shared/job-ran").stdout == "3.1.3"
+    assert exec_in("stat", "-c", "%U", f"{APP}/shared/job-ran").stdout.strip() == "app-hello"

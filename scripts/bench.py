@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""`make bench`: figures measured in one run on the demo VM, printed as a
+table and written to .state/bench/bench.json.
+
+All load runs inside the demo VM against 127.0.0.1 (wrk from Debian), so
+nginx and gunicorn are compared on equal terms; every load run is bounded
+by wrk's duration. The demo VM is left serving the sample app's own release.
+
+    scripts/bench.py [--duration 10] [--connections 32] [--skip-converge]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VM = "flask-stack-demo"
+APP = "hello"
+DOMAIN = "hello.localhost"
+OUT = ROOT / ".state" / "bench"
+ANSIBLE = ROOT / ".venv" / "bin" / "ansible-playbook"
+
+
+def sh(*cmd: str, check: bool = True, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def vm(*cmd: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    return sh("docker", "exec", VM, *cmd, check=check, timeout=timeout)
+
+
+def log(msg: str) -> None:
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+# --- load ---------------------------------------------------------------------
+
+def parse_wrk(text: str) -> dict:
+    def seconds(value: str, unit: str) -> float:
+        return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+    total = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)
+    worst = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = sum(int(x) for x in sock.groups()) if sock else 0
+    return {
+        "requests": int(total.group(1)) if total else 0,
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p99_ms": round(seconds(*p99.groups()) * 1000, 2) if p99 else None,
+        "max_ms": round(seconds(*worst.groups()) * 1000, 2) if worst else None,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors,
+        "failed": (int(non2xx.group(1)) if non2xx else 0) + errors,
+    }
+
+
+def wrk(url: str, duration: int, connections: int, host: str | None = None) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if host:
+        cmd += ["-H", f"Host: {host}"]
+    return parse_wrk(vm(*cmd, url, timeout=duration + 60).stdout)
+
+
+class Background(threading.Thread):
+    """wrk in the background; result in .result when joined."""
+
+    def __init__(self, url: str, duration: int, connections: int, host: str | None):
+        super().__init__(daemon=True)
+        self.args = (url, duration, connections, host)
+        self.result: dict = {}
+
+    def run(self) -> None:
+        self.result = wrk(*self.args)
+
+
+# --- the demo VM ------------------------------------------------------------
+
+def nginx_url() -> str:
+    """HTTPS when the demo serves it, plain HTTP otherwise."""
+    probe = vm("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--resolve", f"{DOMAIN}:443:127.0.0.1",
+               f"https://{DOMAIN}/healthz", check=False)
+    return f"https://{DOMAIN}" if probe.stdout == "200" else f"http://{DOMAIN}"
+
+
+def main_pid() -> str:
+    return vm("systemctl", "show", "-p", "MainPID", "--value", f"gunicorn-{APP}.service").stdout.strip()
+
+
+def deploy_copy(marker: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Deploy a changed copy of the sample app (a new release, same lock)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    try:
+        src = tmp / "app"
+        shutil.copytree(ROOT / "app", src, ignore=shutil.ignore_patterns("__pycache__", ".*cache"))
+        index = src / "hello" / "templates" / "index.html"
+        index.write_text(index.read_text() + f"\n{{# {marker} #}}\n")
+        start = time.monotonic()
+        run = converge("playbooks/deploy.yml", "-e", json.dumps({"apps": demo_apps(src)}))
+        return time.monotonic() - start, run
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def demo_apps(src: Path) -> list:
+    out = sh(str(ROOT / ".venv/bin/ansible-inventory"), "-i", str(ROOT / "inventories/local"), "--host", "demo").stdout
+    apps = json.loads(out)["apps"]
+    for app in apps:
+        if app["name"] == APP:
+            app["src"] = str(src)
+    # the inventory's own entries are templated by Ansible; pass the literal values
+    return json.loads(json.dumps(apps).replace("{{ inventory_dir | dirname | dirname }}", str(ROOT)))
+
+
+def converge(playbook: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return sh(str(ANSIBLE), "-i", str(ROOT / "inventories/local"), str(ROOT / playbook), *args, env=env, timeout=1800)
+
+
+def recap_changed(text: str) -> int:
+    m = re.search(r"demo\s+: ok=\d+\s+changed=(\d+)", text)
+    return int(m.group(1)) if m else -1
+
+
+# --- measurements -------------------------------------------------------------
+
+def bench_throughput(duration: int, connections: int) -> dict:
+    url = nginx_url()
+    log(f"/api/add through nginx ({url}), {duration}s, {connections} connections")
+    via_nginx = wrk(f"{url.replace(DOMAIN, '127.0.0.1')}/api/add?a=5&b=6", duration, connections, DOMAIN)
+    log("static file through nginx")
+    static = wrk(f"{url.replace(DOMAIN, '127.0.0.1')}/static/style.css", duration, connections, DOMAIN)
+
+    # gunicorn alone: the same release, environment, user and worker count on
+    # a loopback TCP port for the length of the run, then stopped.
+    argv = vm("systemctl", "show", "-p", "ExecStart", "--value", f"gunicorn-{APP}.service").stdout
+    workers = re.search(r"--workers (\d+)", argv).group(1)
+    log(f"/api/add straight to gunicorn ({workers} workers on 127.0.0.1:9000)")
+    vm("systemd-run", "--unit", "bench-gunicorn", "--uid", f"app-{APP}", "--gid", f"app-{APP}",
+       "-p", f"WorkingDirectory=/srv/apps/{APP}/current", "-p", f"EnvironmentFile=/etc/flask-stack/{APP}.env",
+       f"/srv/apps/{APP}/current/.python/bin/python", "-m", "gunicorn", "--workers", workers,
+       "--bind", "127.0.0.1:9000", "--no-control-socket", "hello.wsgi:app")
+    try:
+        for _ in range(100):
+            if vm("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:9000/healthz", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        direct = wrk("http://127.0.0.1:9000/api/add?a=5&b=6", duration, connections)
+    finally:
+        vm("systemctl", "stop", "bench-gunicorn", check=False)
+    return {
+        "url": url,
+        "api_via_nginx": via_nginx,
+        "api_direct_gunicorn": direct,
+        "nginx_over_gunicorn_rps": round(via_nginx["rps"] / direct["rps"], 3) if direct["rps"] else None,
+        "static_via_nginx": static,
+        "static_over_app_rps": round(static["rps"] / via_nginx["rps"], 2) if via_nginx["rps"] else None,
+    }
+
+
+def bench_redeploy(connections: int) -> dict:
+    url = nginx_url().replace(DOMAIN, "127.0.0.1")
+    before = vm("curl", "-sk", "-H", f"Host: {DOMAIN}", f"{url}/healthz").stdout
+    log("redeploy of a changed release under constant load")
+    load = Background(f"{url}/api/add?a=5&b=6", 60, connections, DOMAIN)
+    load.start()
+    time.sleep(3)
+    deploy_s, run = deploy_copy(f"bench {time.time()}")
+    load.join(timeout=120)
+    after = vm("curl", "-sk", "-H", f"Host: {DOMAIN}", f"{url}/healthz").stdout
+    return {"deploy_s": round(deploy_s, 1), "release_before": json.loads(before)["release"],
+            "release_after": json.loads(after)["release"], **load.result}
+
+
+def bench_kill(connections: int) -> dict:
+    url = nginx_url().replace(DOMAIN, "127.0.0.1")
+    log("kill -9 of the gunicorn master under constant load")
+    load = Background(f"{url}/api/add?a=5&b=6", 20, connections, DOMAIN)
+    load.start()
+    time.sleep(5)
+    old = main_pid()
+    killed = time.monotonic()
+    vm("kill", "-9", old)
+    recovered = None
+    while time.monotonic() - killed < 60:
+        pid = main_pid()
+        if pid not in ("0", old):
+            ok = vm("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket",
+                    f"/run/gunicorn/{APP}.sock", f"http://{DOMAIN}/healthz", check=False).stdout
+            if ok == "200":
+                recovered = time.monotonic() - killed
+                break
+        time.sleep(0.05)
+    load.join(timeout=60)
+    return {"seconds_until_serving": round(recovered, 2) if recovered else None, **load.result}
+
+
+def bench_envs() -> dict:
+    """Building the sample app's environment with uv and with pip, cold and warm."""
+    log("environment build: uv vs pip, cold and warm cache")
+    lock = f"/srv/apps/{APP}/current/requirements.txt"
+    uv = "/opt/flask-stack/uv/bin/uv"
+    results: dict[str, float] = {}
+    vm("rm", "-rf", "/tmp/bench-envs")
+    uv_env = "UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never UV_NO_CONFIG=1 UV_CACHE_DIR=/tmp/bench-envs/cache-uv"
+    pip_env = "PIP_CACHE_DIR=/tmp/bench-envs/cache-pip PIP_DISABLE_PIP_VERSION_CHECK=1"
+    steps = {
+        "uv": f"{uv_env} {uv} venv -q --python /usr/bin/python3 $D && {uv_env} {uv} pip sync -q --require-hashes --python $D/bin/python {lock}",
+        "pip": f"/usr/bin/python3 -m venv $D && {pip_env} $D/bin/pip install -q --require-hashes -r {lock}",
+    }
+    for tool, script in steps.items():
+        for phase in ("cold", "warm"):
+            target = f"/tmp/bench-envs/{tool}-{phase}"
+            start = time.monotonic()
+            vm("sh", "-c", f"D={target}; {script}", timeout=600)
+            results[f"{tool}_{phase}_s"] = round(time.monotonic() - start, 2)
+    vm("rm", "-rf", "/tmp/bench-envs")
+    results["pip_over_uv_cold"] = round(results["pip_cold_s"] / results["uv_cold_s"], 1)
+    results["pip_over_uv_warm"] = round(results["pip_warm_s"] / results["uv_warm_s"], 1)
+    return results
+
+
+def bench_converge() -> dict:
+    log("first converge on a fresh demo VM, then a no-op re-run")
+    sh(str(ROOT / "scripts/demo.sh"), "down")
+    start = time.monotonic()
+    first = sh(str(ROOT / "scripts/demo.sh"), "up", timeout=1800)
+    first_s = time.monotonic() - start
+    start = time.monotonic()
+    again = converge("site.yml")
+    return {"first_converge_s": round(first_s, 1), "first_changed": recap_changed(first.stdout),
+            "noop_converge_s": round(time.monotonic() - start, 1), "noop_changed": recap_changed(again.stdout)}
+
+
+def table(results: dict) -> str:
+    t, r, k, e = results.get("throughput", {}), results.get("redeploy", {}), results.get("kill", {}), results.get("envs", {})
+    c = results.get("converge", {})
+    rows = []
+    if t:
+        rows += [
+            ("/api/add via nginx", f"{t['api_via_nginx']['rps']:.0f} req/s, p99 {t['api_via_nginx']['p99_ms']} ms"),
+            ("/api/add direct gunicorn", f"{t['api_direct_gunicorn']['rps']:.0f} req/s, p99 {t['api_direct_gunicorn']['p99_ms']} ms"),
+            ("nginx / direct (req/s)", f"{t['nginx_over_gunicorn_rps']}"),
+            ("static via nginx", f"{t['static_via_nginx']['rps']:.0f} req/s, p99 {t['static_via_nginx']['p99_ms']} ms"),
+            ("static / app (req/s)", f"{t['static_over_app_rps']}"),
+        ]
+    if r:
+        rows += [("redeploy under load", f"{r['requests']} sent, {r['failed']} failed, max {r['max_ms']} ms, deploy {r['deploy_s']} s"),
+                 ("  release", f"{r['release_before']} -> {r['release_after']}")]
+    if k:
+        rows += [("kill -9 master under load", f"{k['requests']} sent, {k['failed']} failed, serving again after {k['seconds_until_serving']} s")]
+    if e:
+        rows += [("env build uv cold/warm", f"{e['uv_cold_s']} s / {e['uv_warm_s']} s"),
+                 ("env build pip cold/warm", f"{e['pip_cold_s']} s / {e['pip_warm_s']} s"),
+                 ("pip / uv cold, warm", f"{e['pip_over_uv_cold']}x, {e['pip_over_uv_warm']}x")]
+    if c:
+        rows += [("first converge", f"{c['first_converge_s']} s (changed={c['first_changed']})"),
+                 ("no-op re-run", f"{c['noop_converge_s']} s (changed={c['noop_changed']})")]
+    width = max(len(a) for a, _ in rows)
+    return "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per throughput run (max 60)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--skip-converge", action="store_true", help="skip the fresh-VM converge timing")
+    args = parser.parse_args()
+    duration = max(1, min(args.duration, 60))
+
+    results: dict = {"host": {"cores": os.cpu_count()}}
+    if not args.skip_converge:
+        results["converge"] = bench_converge()
+    elif sh("docker", "ps", "-q", "--filter", f"name=^{VM}$").stdout.strip() == "":
+        log("the demo VM is not running: make demo")
+        sh(str(ROOT / "scripts/demo.sh"), "up", timeout=1800)
+    if vm("sh", "-c", "command -v wrk", check=False).returncode != 0:
+        log("installing wrk in the demo VM (apt)")
+        vm("apt-get", "install", "-y", "-qq", "wrk", timeout=600)
+    results["throughput"] = bench_throughput(duration, args.connections)
+    results["redeploy"] = bench_redeploy(args.connections)
+    results["kill"] = bench_kill(args.connections)
+    results["envs"] = bench_envs()
+    log("putting the sample app's own release back")
+    converge("playbooks/deploy.yml")
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\n(JSON: {OUT / 'bench.json'})")
+
+
+if __name__ == "__main__":
+    main()
