@@ -22,8 +22,10 @@ stage "yamllint" yamllint --strict .
 stage "ansible-lint (production profile)" ansible-lint --profile production
 stage "app pytest" pytest -q app/tests
 stage "apps model + inventory pytest" pytest -q tests/unit tests/inventory
+stage "hardening bad-input pytest" pytest -q tests/hardening
 stage "conda environments (skip offline)" pytest -q -rs tests/conda
 stage "AWS provisioning against moto" pytest -q tests/provision
 stage "docker engine + base image" bash -c 'scripts/ensure-docker.sh && molecule/resources/build-image.sh >/dev/null'
 stage "molecule test (default)" molecule test -s default
 stage "molecule test (deploy)" molecule test -s deploy
+stage "molecule test (hardening)" molecule test -s hardening

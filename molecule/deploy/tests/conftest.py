@@ -104,3 +104,31 @@ def listdir(path: str) -> list[str]:
 
 def link_target(path: str) -> str:
     return exec_in("readlink", path).stdout.strip()
+
+
+class Load:
+    """Bounded load inside the web host against the app's socket (load.py)."""
+
+    def __init__(self, path: str = "/api/add?a=5&b=6", max_requests: int = 20000, max_seconds: int = 300):
+        subprocess.run(["docker", "cp", str(Path(__file__).with_name("load.py")), f"{CONTAINER}:/tmp/load.py"], check=True)
+        exec_in("rm", "-f", "/tmp/load.stop")
+        self.proc = subprocess.Popen(
+            ["docker", "exec", CONTAINER, "python3", "/tmp/load.py", "/run/gunicorn/hello.sock", "hello.test", path,
+             "--stop-file", "/tmp/load.stop", "--max-requests", str(max_requests), "--max-seconds", str(max_seconds),
+             "--threads", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> dict:
+        exec_in("touch", "/tmp/load.stop")
+        out, err = self.proc.communicate(timeout=360)
+        assert self.proc.returncode == 0, err
+        return json.loads(out)
+
+
+def oom_kills() -> int:
+    """OOM kills in the web host's memory cgroup (v1 memory.oom_control or v2 memory.events)."""
+    script = (
+        "p=$(sed -n 's/^[0-9]*:memory://p' /proc/1/cgroup); p=${p%/init.scope};"
+        "f=/sys/fs/cgroup/memory$p/memory.oom_control; [ -r $f ] || { p=$(sed -n 's/^0:://p' /proc/1/cgroup);"
+        " p=${p%/init.scope}; f=/sys/fs/cgroup$p/memory.events; }; sed -n 's/^oom_kill //p' $f"
+    )
+    return int(exec_in("sh", "-c", script).stdout.strip())

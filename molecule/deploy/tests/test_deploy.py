@@ -4,10 +4,11 @@ the previous one left."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
-from conftest import exec_in, health, link_target, listdir, serving
+from conftest import Load, exec_in, health, link_target, listdir, oom_kills, serving
 
 APP = "/srv/apps/hello"
 STATE: dict[str, str] = {}
@@ -94,10 +95,12 @@ def test_tampered_hash_fails_cleanly_and_the_app_keeps_serving(app_copy, deploy)
     tampered = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, block)
     lock.write_text(text.replace(block, tampered))
     envs_before = listdir(f"{APP}/envs")
+    releases_before = listdir(f"{APP}/releases")
     run = deploy(app_copy)
     assert run.rc != 0
     assert "environment of app hello could not be built" in run.out
     assert "The previous environment and the running app were not touched" in run.out
+    assert listdir(f"{APP}/releases") == releases_before  # the half-made release is gone
     assert serving() == STATE["r3"]
     assert listdir(f"{APP}/envs") == envs_before
 
@@ -105,17 +108,21 @@ def test_tampered_hash_fails_cleanly_and_the_app_keeps_serving(app_copy, deploy)
 def test_lock_without_hashes_is_refused(app_copy, deploy):
     lock = app_copy / "requirements.txt"
     lock.write_text(re.sub(r" \\\n\s+--hash=sha256:[0-9a-f]{64}", "", lock.read_text()))
+    releases_before = listdir(f"{APP}/releases")
     run = deploy(app_copy)
     assert run.rc != 0
     assert "has no --hash lines" in run.out, run.out
+    assert listdir(f"{APP}/releases") == releases_before  # the half-made release is gone
     assert serving() == STATE["r3"]
 
 
 def test_missing_lock_file_is_refused(app_copy, deploy):
     (app_copy / "requirements.txt").unlink()
+    releases_before = listdir(f"{APP}/releases")
     run = deploy(app_copy)
     assert run.rc != 0
     assert "the lock file 'requirements.txt' does not exist" in run.out, run.out
+    assert listdir(f"{APP}/releases") == releases_before  # the half-made release is gone
     assert serving() == STATE["r3"]
 
 
@@ -166,6 +173,58 @@ def test_only_the_newest_releases_and_their_environments_remain(app_copy, deploy
     assert releases == sorted([STATE["r3"], release])
     # r1 and r2 used env1; both are gone, so env1 is gone too
     assert listdir(f"{APP}/envs") == [STATE["env2"].rsplit("/", 1)[1]]
+
+
+def test_redeploy_under_load_fails_no_request(app_copy, deploy):
+    edit(app_copy / "hello/templates/index.html", "</", "<!-- v5 --></")
+    before = serving()
+    load = Load()
+    time.sleep(2)
+    run = deploy(app_copy)
+    time.sleep(2)
+    result = load.stop()
+    assert run.rc == 0, run.out
+    assert serving() != before
+    print(f"\nredeploy under load: {result}")
+    assert result["sent"] >= 500, result
+    assert result["failed"] == 0, result
+
+
+def test_kill_9_of_the_master_under_load_fails_no_request():
+    old = exec_in("systemctl", "show", "-p", "MainPID", "--value", "gunicorn-hello.service").stdout.strip()
+    load = Load()
+    time.sleep(3)
+    killed = time.monotonic()
+    exec_in("kill", "-9", old)
+    back = None
+    while time.monotonic() - killed < 60:
+        pid = exec_in("systemctl", "show", "-p", "MainPID", "--value", "gunicorn-hello.service").stdout.strip()
+        if pid not in ("0", old) and health()[0] == 200:
+            back = time.monotonic() - killed
+            break
+        time.sleep(0.1)
+    time.sleep(2)
+    result = load.stop()
+    print(f"\nkill -9 under load: {result}, serving again after {back and round(back, 2)} s")
+    assert back is not None
+    assert result["sent"] >= 500, result
+    assert result["failed"] == 0, result
+
+
+def test_workers_auto_fits_a_512_mib_host_and_load_causes_no_oom_kill():
+    main_pid = exec_in("systemctl", "show", "-p", "MainPID", "--value", "gunicorn-hello.service").stdout.strip()
+    workers = exec_in("pgrep", "-c", "-P", main_pid).stdout.strip()
+    # 2 cores -> 2n+1 = 5, but (512 MiB - 256 reserve) / 128 per worker = 2
+    assert workers == "2", workers
+    assert "--workers 2" in exec_in("systemctl", "show", "-p", "ExecStart", "--value", "gunicorn-hello.service").stdout
+    before = oom_kills()
+    # a bounded run: 3000 requests, at most 120 s
+    load = Load(max_requests=3000, max_seconds=120)
+    out = load.proc.communicate(timeout=200)[0]
+    result = json.loads(out)
+    print(f"\nload on a 512 MiB host: {result}")
+    assert result["sent"] == 3000 and result["failed"] == 0, result
+    assert oom_kills() == before == 0
 
 
 def test_service_sandbox_rates_2_or_lower():

@@ -1,0 +1,161 @@
+"""Filters of the firewall role: check the settings, expand them into ufw
+rules, and find the rules an earlier run added that are no longer wanted.
+
+Every rule this role adds carries a comment "flask-stack <label>: <rule>
+<port>/<proto> from <source>". The comment is built from the rule itself, so
+a rule whose settings changed gets a new comment and the old one is found in
+`ufw show added` as stale. Rules without that prefix (added by hand, or by
+fail2ban's ufw action) are never touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from typing import Any
+
+COMMENT_PREFIX = "flask-stack "
+EXTRA_KEYS = ("port", "proto", "from", "comment")
+_COMMENT_OK = re.compile(r"^[A-Za-z0-9 ._:/@+-]{0,60}$")
+_SHOWN_COMMENT = re.compile(r" comment '([^']*)'$")
+
+
+def _port_error(name: str, value: Any) -> str | None:
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 65535:
+        return f"{name}: {value!r} is not a port (an integer from 1 to 65535)"
+    return None
+
+
+def _network_error(name: str, value: Any) -> str | None:
+    if isinstance(value, str) and value.strip() == value and value:
+        try:
+            ipaddress.ip_network(value, strict=True)
+            return None
+        except ValueError as exc:
+            if "host bits set" in str(exc):
+                return f"{name}: {value!r} has host bits set; write the network address ({exc})"
+    return (f"{name}: {value!r} is not an IPv4/IPv6 address or network in CIDR notation "
+            "(e.g. 203.0.113.0/24 or 2001:db8::/32)")
+
+
+def _normal_network(value: str) -> str:
+    return str(ipaddress.ip_network(value, strict=True))
+
+
+def firewall_config_errors(ssh_port: Any, ssh_allow_from: Any, public_ports: Any, extra_rules: Any) -> list[str]:
+    """Every problem in the firewall settings, each naming the variable."""
+    errors: list[str] = []
+    for err in [_port_error("firewall_ssh_port", ssh_port)]:
+        if err:
+            errors.append(err)
+
+    if not isinstance(ssh_allow_from, list):
+        errors.append(f"firewall_ssh_allow_from: must be a list of networks in CIDR notation, got {ssh_allow_from!r}")
+    else:
+        for i, net in enumerate(ssh_allow_from):
+            err = _network_error(f"firewall_ssh_allow_from[{i}]", net)
+            if err:
+                errors.append(err)
+
+    if not isinstance(public_ports, list):
+        errors.append(f"firewall_public_ports: must be a list of ports, got {public_ports!r}")
+    else:
+        for i, port in enumerate(public_ports):
+            err = _port_error(f"firewall_public_ports[{i}]", port)
+            if err:
+                errors.append(err)
+
+    if not isinstance(extra_rules, list):
+        errors.append(f"firewall_extra_rules: must be a list of {{port, proto, from, comment}}, got {extra_rules!r}")
+        extra_rules = []
+    for i, rule in enumerate(extra_rules):
+        name = f"firewall_extra_rules[{i}]"
+        if not isinstance(rule, dict):
+            errors.append(f"{name}: must be a mapping like {{port: 8443, proto: tcp}}, got {rule!r}")
+            continue
+        unknown = sorted(set(rule) - set(EXTRA_KEYS))
+        if unknown:
+            errors.append(f"{name}: unknown key(s) {', '.join(unknown)} (known: {', '.join(EXTRA_KEYS)})")
+        if "port" not in rule:
+            errors.append(f"{name}.port: missing")
+        else:
+            err = _port_error(f"{name}.port", rule["port"])
+            if err:
+                errors.append(err)
+        if rule.get("proto", "tcp") not in ("tcp", "udp"):
+            errors.append(f"{name}.proto: {rule['proto']!r} is not tcp or udp")
+        if "from" in rule:
+            err = _network_error(f"{name}.from", rule["from"])
+            if err:
+                errors.append(err)
+        if "comment" in rule and not (isinstance(rule["comment"], str) and _COMMENT_OK.match(rule["comment"])):
+            errors.append(f"{name}.comment: {rule['comment']!r} must be at most 60 characters "
+                          "of letters, digits, space and ._:/@+-")
+
+    if errors:
+        return errors
+
+    # Two entries for the same port, protocol and source would fight over the
+    # rule's comment on every run: refuse them.
+    seen: dict[tuple[str, str, str], str] = {}
+    for rule in firewall_rules(ssh_port, ssh_allow_from, public_ports, extra_rules):
+        key = (rule["port"], rule["proto"], rule["from"])
+        if key in seen:
+            errors.append(f"{rule['source']}: port {rule['port']}/{rule['proto']} from {rule['from']} "
+                          f"is already opened by {seen[key]}")
+        else:
+            seen[key] = rule["source"]
+    return errors
+
+
+def firewall_rules(ssh_port: Any, ssh_allow_from: list[str], public_ports: list[Any],
+                   extra_rules: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The ufw rules the settings describe: {rule, port, proto, from, comment, source}."""
+    rules: list[dict[str, str]] = []
+
+    def add(rule: str, port: Any, proto: str, src: str, label: str, source: str) -> None:
+        src = "any" if src == "any" else _normal_network(src)
+        rules.append({
+            "rule": rule,
+            "port": str(int(str(port))),
+            "proto": proto,
+            "from": src,
+            "comment": f"{COMMENT_PREFIX}{label}: {rule} {int(str(port))}/{proto} from {src}",
+            "source": source,
+        })
+
+    for i, src in enumerate(ssh_allow_from or ["any"]):
+        add("limit", ssh_port, "tcp", src, "ssh",
+            f"firewall_ssh_allow_from[{i}]" if ssh_allow_from else "firewall_ssh_port")
+    for i, port in enumerate(public_ports):
+        add("allow", port, "tcp", "any", "web", f"firewall_public_ports[{i}]")
+    for i, extra in enumerate(extra_rules):
+        add("allow", extra["port"], extra.get("proto", "tcp"), extra.get("from", "any"),
+            extra.get("comment") or "extra", f"firewall_extra_rules[{i}]")
+    return rules
+
+
+def firewall_stale_rules(show_added: str, rules: list[dict[str, str]]) -> list[list[str]]:
+    """Rules in `ufw show added` that this role added but are no longer wanted,
+    each as the arguments for `ufw delete`."""
+    wanted = {rule["comment"] for rule in rules}
+    stale = []
+    for line in show_added.splitlines():
+        match = _SHOWN_COMMENT.search(line)
+        if not line.startswith("ufw ") or not match:
+            continue
+        comment = match.group(1)
+        if comment.startswith(COMMENT_PREFIX) and comment not in wanted:
+            stale.append(shlex.split(line)[1:])
+    return stale
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "firewall_config_errors": firewall_config_errors,
+            "firewall_rules": firewall_rules,
+            "firewall_stale_rules": firewall_stale_rules,
+        }
