@@ -1,47 +1,80 @@
 #!/usr/bin/env bash
 # The embedded "bare VM": one systemd container with sshd, reached by Ansible
 # over SSH on 127.0.0.1 exactly like a cloud VM, then converged by site.yml.
+# Next to it, a second container runs Pebble (Let's Encrypt's ACME test
+# server) on a private network where the VM answers to the app's domain, so
+# the demo's certificate comes from a real ACME exchange.
 #   scripts/demo.sh up     (make demo)    build/start the VM, run site.yml, print the URL
 #   scripts/demo.sh down   (make down)    remove the VM
 # Environment: MOLECULE_DISTRO (image, default debian12), DEMO_SSH_PORT
-# (default 2222), DEMO_HTTP_PORT (default 8080). The inventory
-# (inventories/local) must agree with the two ports.
+# (default 2222), DEMO_HTTP_PORT (default 8080), DEMO_HTTPS_PORT (default
+# 8443). The inventory (inventories/local) must agree with the ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 name=flask-stack-demo
+acme=flask-stack-demo-acme
+network=flask-stack-demo
 distro="${MOLECULE_DISTRO:-debian12}"
 ssh_port="${DEMO_SSH_PORT:-2222}"
 http_port="${DEMO_HTTP_PORT:-8080}"
+https_port="${DEMO_HTTPS_PORT:-8443}"
+systemd_opts=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW
+  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock
+  --security-opt seccomp=unconfined --security-opt apparmor=unconfined)
 state=.state/demo
 log() { printf '==> %s\n' "$*" >&2; }
 
 down() {
   docker rm -f "$name" >/dev/null 2>&1 && log "removed the demo VM ($name)" || log "no demo VM to remove"
-  rm -f .cache/facts/demo
+  docker rm -f "$acme" >/dev/null 2>&1 && log "removed the demo ACME server ($acme)" || true
+  docker network rm "$network" >/dev/null 2>&1 || true
+  rm -rf .cache/facts/demo "$state/pebble" "$state/pebble-root.pem"
+}
+
+# Pebble in its own container, configured by the same playbook as the
+# molecule scenario (its listener CA lands in $state/pebble/ca.pem).
+start_acme() {
+  docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
+  if [ -z "$(docker ps -q --filter "name=^${acme}$")" ]; then
+    docker rm -f "$acme" >/dev/null 2>&1 || true
+    rm -rf "$state/pebble"
+    log "starting the demo ACME server (Pebble) in $acme"
+    docker run -d --name "$acme" --hostname acme "${systemd_opts[@]}" \
+      --network "$network" --network-alias acme "$image" >/dev/null
+    wait_for_systemd "$acme"
+  fi
+  MOLECULE_EPHEMERAL_DIRECTORY="$PWD/$state" .venv/bin/ansible-playbook -i "$acme," \
+    -e ansible_connection=community.docker.docker -e pebble_hosts=all \
+    molecule/resources/pebble.yml >"$state/pebble.log" 2>&1 || {
+      tail -30 "$state/pebble.log" >&2; echo "ERROR: Pebble setup failed (log: $state/pebble.log)" >&2; exit 1; }
+}
+
+wait_for_systemd() {
+  for _ in $(seq 1 30); do
+    docker exec "$1" systemctl is-system-running 2>/dev/null | grep -Eq 'running|degraded' && return 0
+    sleep 1
+  done
 }
 
 up() {
   image="$(molecule/resources/build-image.sh "$distro")"
+  export PATH="$PWD/.venv/bin:$PATH"
   mkdir -p "$state" && chmod 700 "$state"
   [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "flask-stack-demo" -f "$state/id_ed25519"
 
+  start_acme
   if [ -z "$(docker ps -q --filter "name=^${name}$")" ]; then
     docker rm -f "$name" >/dev/null 2>&1 || true
     rm -f .cache/facts/demo
-    log "starting the demo VM ($image): ssh on 127.0.0.1:$ssh_port, http on 127.0.0.1:$http_port"
-    docker run -d --name "$name" --hostname demo \
-      --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW \
-      --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-      --tmpfs /run --tmpfs /run/lock \
-      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-      -p "127.0.0.1:${ssh_port}:22" -p "127.0.0.1:${http_port}:80" \
+    log "starting the demo VM ($image): ssh on 127.0.0.1:$ssh_port, http(s) on 127.0.0.1:$http_port/$https_port"
+    # on the ACME network the VM answers to the app's domain, for Pebble's HTTP-01 checks
+    docker run -d --name "$name" --hostname demo "${systemd_opts[@]}" \
+      --network "$network" --network-alias hello.localhost \
+      -p "127.0.0.1:${ssh_port}:22" -p "127.0.0.1:${http_port}:80" -p "127.0.0.1:${https_port}:443" \
       "$image" >/dev/null
+    wait_for_systemd "$name"
     # What cloud-init does on a real VM: an admin user with the operator's key.
-    for _ in $(seq 1 30); do
-      docker exec "$name" systemctl is-system-running 2>/dev/null | grep -Eq 'running|degraded' && break
-      sleep 1
-    done
     docker exec -i "$name" bash -euc '
       useradd -m -s /bin/bash -G sudo admin
       install -d -m 700 -o admin -g admin /home/admin/.ssh
@@ -63,9 +96,13 @@ up() {
   .venv/bin/ansible-playbook -i inventories/local site.yml "$@"
   log "converged in $(( $(date +%s) - start )) s"
 
-  url="http://hello.localhost:${http_port}/"
+  # Pebble makes a new root at every start: fetch the one that signed this run's certificate
+  docker exec "$acme" python3 -c "import ssl, urllib.request; print(urllib.request.urlopen('https://localhost:15000/roots/0', context=ssl._create_unverified_context()).read().decode(), end='')" >"$state/pebble-root.pem"
+  url="https://hello.localhost:${https_port}/"
   echo "URL: $url"
-  curl -sS --fail --max-time 10 --resolve "hello.localhost:${http_port}:127.0.0.1" "${url}healthz"
+  echo "CA: $PWD/$state/pebble-root.pem"
+  curl -sS --fail --max-time 10 --cacert "$state/pebble-root.pem" \
+    --resolve "hello.localhost:${https_port}:127.0.0.1" "${url}healthz"
   echo
 }
 

@@ -166,6 +166,8 @@ def test_rollback_to_a_named_release_and_a_bad_name(rollback):
 
 def test_only_the_newest_releases_and_their_environments_remain(app_copy, deploy):
     edit(app_copy / "hello/templates/index.html", "</", "<!-- v4 --></")
+    # the same lock as r3, so env1 (the original lock, used by r1 and r2) ends up unused
+    (app_copy / "requirements.txt").write_text((app_copy / "requirements.txt").read_text() + "# re-locked\n")
     run = deploy(app_copy, app_keep_releases=2)
     assert run.rc == 0, run.out
     release = serving()
