@@ -237,8 +237,8 @@ def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[s
         "unit": f"gunicorn-{name}",
         "socket": f"/run/gunicorn/{name}.sock",
         "env_file": f"/etc/flask-stack/{name}.env",
-        # HTTPS: nginx reads <tls_dir>/{fullchain,privkey}.pem (links to the live
-        # Let's Encrypt lineage <cert_name>, or to the self-signed pair)
+        # HTTPS: nginx reads <tls_dir>/cert/{fullchain,privkey}.pem; `cert` links to
+        # the live Let's Encrypt lineage <cert_name>, or to <tls_dir>/selfsigned
         "tls_mode": tls_default if tls_mode is None else tls_mode,
         "cert_name": name,
         "tls_dir": f"{TLS_DIR}/{name}",

@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD = {"name": "hello", "domains": ["hello.example.com"], "src": str(ROOT / "app"), "wsgi": "hello.wsgi:app"}
 
 
-def run(tmp_path: Path, apps, playbook: str = "site.yml") -> subprocess.CompletedProcess:
+def run(tmp_path: Path, apps, playbook: str = "site.yml", **extra) -> subprocess.CompletedProcess:
     inv = tmp_path / "inv"
     (inv / "group_vars" / "all").mkdir(parents=True)
     (inv / "hosts.yml").write_text(yaml.safe_dump(
         {"all": {"children": {"web": {"hosts": {"web1": {"ansible_connection": "local"}}}}}}))
-    (inv / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump({"apps": apps}))
+    (inv / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump({"apps": apps, **extra}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_FACT_CACHING_CONNECTION": str(tmp_path / "facts")}
     ansible = Path(sys.executable).parent / "ansible-playbook"
@@ -60,7 +60,31 @@ def test_bad_inventory_fails_before_any_change(tmp_path, apps, expected):
     assert recap and recap.group(1) == "0", out
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"tls_mode_default": "sometimes"}, r"tls_mode_default"),
+        ({"apps": [{**GOOD, "tls_mode": "https"}]}, r"tls_mode"),
+        ({"letsencrypt_email": "not-an-address"}, r"letsencrypt_email: \"not-an-address\""),
+        ({"letsencrypt_email": ""}, r"letsencrypt_email: \"\" - the production CA needs an e-mail address"),
+        ({"letsencrypt_server": "http://acme.example/dir", "letsencrypt_email": "ops@example.com"},
+         r"letsencrypt_server: \"http://acme.example/dir\" is neither production, staging nor an\s+ACME directory URL"),
+    ],
+    ids=["unknown-tls-mode-default", "unknown-tls-mode", "invalid-email", "production-without-email", "acme-url-not-https"],
+)
+def test_bad_https_settings_fail_before_any_change(tmp_path, settings, expected):
+    apps = settings.pop("apps", [GOOD])
+    result = run(tmp_path, apps, **settings)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert re.search(expected, out), out
+    assert "TASK [base" not in out and "TASK [nginx" not in out, out
+    recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
+    assert recap and recap.group(1) == "0", out
+
+
 def test_good_inventory_passes_preflight(tmp_path):
     # only the preflight play: the rest of site.yml would configure this machine
-    result = run(tmp_path, [GOOD, {**GOOD, "name": "two", "domains": ["two.example.com"]}], "playbooks/preflight.yml")
+    result = run(tmp_path, [GOOD, {**GOOD, "name": "two", "domains": ["two.example.com"]}], "playbooks/preflight.yml",
+                 letsencrypt_email="ops@example.com")
     assert result.returncode == 0, result.stdout + result.stderr

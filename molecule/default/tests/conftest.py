@@ -1,13 +1,28 @@
-"""Helpers for the testinfra checks: HTTP requests made inside the web host,
-to nginx on 127.0.0.1, as a user would with curl."""
+"""Helpers for the testinfra checks: HTTP(S) requests made inside the web host,
+to nginx on 127.0.0.1, as a user would with curl; TLS probes from this
+machine through the ports the scenario publishes on 127.0.0.1; and Pebble's
+root certificate, which the issued certificates chain up to."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import ssl
+import subprocess
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import testinfra
+
+# Published on 127.0.0.1 by molecule.yml (same variables, same defaults).
+HTTPS_PORT = int(os.environ.get("MOLECULE_WEB_HTTPS_PORT", "18443"))
+HTTP_PORT = int(os.environ.get("MOLECULE_WEB_HTTP_PORT", "18080"))
+ACME_DIRECTORY = "https://acme:14000/dir"
+# Where the tests keep Pebble's root on the web host.
+ROOT_ON_WEB = "/root/molecule-pebble-root.pem"
 
 
 @dataclass
@@ -36,19 +51,117 @@ def _parse(raw: str, rc: int) -> Response:
     return Response(status=status, headers=headers, body=body)
 
 
-@pytest.fixture
-def http(host):
-    """http(path, host_header) -> Response, fetched through nginx on port 80."""
+def _inventory(pytestconfig) -> str:
+    return pytestconfig.option.ansible_inventory
 
-    def get(path: str, domain: str, port: int = 80) -> Response:
-        cmd = host.run(
-            "curl -s -i --max-time 10 -H %s %s",
-            f"Host: {domain}",
-            f"http://127.0.0.1:{port}{path}",
-        )
+
+@pytest.fixture(scope="session")
+def web_host(pytestconfig):
+    """The web host (group web), for session-scoped fixtures."""
+    (web,) = testinfra.get_hosts(["ansible://web"], ansible_inventory=_inventory(pytestconfig), connection="ansible")
+    return web
+
+
+@pytest.fixture(scope="session")
+def acme_host(pytestconfig):
+    """The container that runs Pebble."""
+    (acme,) = testinfra.get_hosts(["ansible://acme"], ansible_inventory=_inventory(pytestconfig), connection="ansible")
+    return acme
+
+
+@pytest.fixture(scope="session")
+def pebble_root(web_host, tmp_path_factory) -> Path:
+    """Pebble's root certificate (regenerated at every Pebble start), fetched
+    from its management endpoint by the web host through the CA bundle the
+    letsencrypt role installed; kept on the web host and on this machine."""
+    cmd = web_host.run(
+        "curl -sS --fail --max-time 10 --cacert /etc/flask-stack/acme-ca.pem -o %s https://acme:15000/roots/0 && cat %s",
+        ROOT_ON_WEB, ROOT_ON_WEB,
+    )
+    assert cmd.rc == 0, cmd.stderr
+    assert cmd.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    path.write_text(cmd.stdout)
+    return path
+
+
+@pytest.fixture
+def http(host, pebble_root):
+    """http(path, domain, scheme='https') -> Response, fetched through nginx on
+    127.0.0.1 inside the web host; HTTPS is verified against Pebble's root."""
+
+    def get(path: str, domain: str, scheme: str = "https") -> Response:
+        if scheme == "https":
+            cmd = host.run(
+                "curl -s -i --max-time 10 --cacert %s --resolve %s %s",
+                ROOT_ON_WEB, f"{domain}:443:127.0.0.1", f"https://{domain}{path}",
+            )
+        else:
+            cmd = host.run(
+                "curl -s -i --max-time 10 -H %s %s", f"Host: {domain}", f"http://127.0.0.1{path}"
+            )
         return _parse(cmd.stdout, cmd.rc)
 
     return get
+
+
+@dataclass
+class TLSInfo:
+    version: str
+    alpn: str | None
+    serial: str
+    subject: dict
+    issuer: dict
+    san: list[str]
+    not_after: str
+
+
+def tls_probe(domain: str, cafile: Path | None, port: int = HTTPS_PORT, alpn=("h2", "http/1.1")) -> TLSInfo:
+    """One TLS handshake from this machine to 127.0.0.1:port with SNI domain.
+    With a cafile the chain and the name are verified (ssl.SSLError if not)."""
+    if cafile is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.set_alpn_protocols(list(alpn))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=domain) as tls:
+            der = tls.getpeercert(binary_form=True)
+            info = _decode(der)
+            return TLSInfo(version=tls.version(), alpn=tls.selected_alpn_protocol(), **info)
+
+
+def _decode(der: bytes) -> dict:
+    """Decode a certificate with the openssl CLI (ssl's getpeercert() returns
+    nothing for an unverified peer)."""
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    out = subprocess.run(
+        ["openssl", "x509", "-noout", "-serial", "-subject", "-issuer", "-enddate", "-ext", "subjectAltName",
+         "-nameopt", "RFC2253"],
+        input=pem, capture_output=True, text=True, check=True,
+    ).stdout
+    lines = out.splitlines()
+    fields = {}
+    san: list[str] = []
+    for i, line in enumerate(lines):
+        if line.startswith(("serial=", "subject=", "issuer=", "notAfter=")):
+            key, _, value = line.partition("=")
+            fields[key] = value.strip()
+        elif "Subject Alternative Name" in line and i + 1 < len(lines):
+            san = [part.strip().removeprefix("DNS:") for part in lines[i + 1].split(",")]
+
+    def rdns(value: str) -> dict:
+        return dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+
+    return {
+        "serial": fields["serial"],
+        "subject": rdns(fields.get("subject", "")),
+        "issuer": rdns(fields.get("issuer", "")),
+        "san": san,
+        "not_after": fields.get("notAfter", ""),
+    }
 
 
 @pytest.fixture

@@ -1,0 +1,159 @@
+"""Certificates over the life of a host, by running the real playbook
+(playbooks/web.yml, the nginx + letsencrypt part of site.yml) against the
+converged web host with a changed apps list:
+
+- a domain added to an app expands its certificate on the next run;
+- with the CA down, a run still succeeds: an app that has a certificate keeps
+  serving it, a new app serves a self-signed one, and the play says why for
+  each, naming the domains and the CA (or fails, with
+  letsencrypt_fail_on_error);
+- tls_mode selfsigned and none do what they say.
+
+This module runs last (file order): it stops Pebble, and a restarted Pebble
+has a new root and no accounts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ACME_DIRECTORY, tls_probe
+
+testinfra_hosts = ["ansible://web"]
+
+PROJECT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+
+
+@pytest.fixture(scope="module")
+def inventory(pytestconfig) -> Path:
+    return Path(pytestconfig.option.ansible_inventory)
+
+
+@pytest.fixture(scope="module")
+def scenario_apps(inventory) -> list[dict]:
+    """The apps list molecule.yml gives the web group."""
+    return yaml.safe_load((inventory / "group_vars" / "web").read_text())["apps"]
+
+
+@pytest.fixture(scope="module")
+def web_playbook(inventory, tmp_path_factory):
+    """web_playbook(apps, *ansible_args, **extra_vars) -> (rc, parsed json-callback output, raw text)."""
+    tmp = tmp_path_factory.mktemp("web-playbook")
+
+    def run(apps: list[dict], *args: str, **extra) -> tuple[int, dict, str]:
+        extra_file = tmp / f"extra-{len(list(tmp.iterdir()))}.json"
+        extra_file.write_text(json.dumps({"apps": apps, **extra}))
+        env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
+        proc = subprocess.run(
+            ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks" / "web.yml"), "-e", f"@{extra_file}", *args],
+            env=env, cwd=PROJECT, capture_output=True, text=True, timeout=900,
+        )
+        start = proc.stdout.find("{")
+        report = json.loads(proc.stdout[start:]) if start >= 0 else {}
+        return proc.returncode, report, proc.stdout + proc.stderr
+
+    return run
+
+
+def task_results(report: dict, name: str) -> list[dict]:
+    """The host results of every task run under this name."""
+    found = []
+    for play in report.get("plays", []):
+        for task in play["tasks"]:
+            if task["task"]["name"] == name or task["task"]["name"].endswith(f" : {name}"):
+                found.extend(task["hosts"].values())
+    return found
+
+
+def stats(report: dict) -> dict:
+    (host_stats,) = report["stats"].values()
+    return host_stats
+
+
+def with_domains(apps: list[dict], name: str, *domains: str) -> list[dict]:
+    apps = copy.deepcopy(apps)
+    for app in apps:
+        if app["name"] == name:
+            app["domains"] = [*app["domains"], *domains]
+    return apps
+
+
+def test_a_domain_added_to_an_app_expands_its_certificate(web_playbook, scenario_apps, pebble_root):
+    apps = with_domains(scenario_apps, "second", "www.second.test")
+    rc, report, raw = web_playbook(apps)
+    assert rc == 0, raw[-3000:]
+    (second,) = task_results(report, "Run certbot for second")
+    assert second.get("changed") is True, second
+    (hello,) = task_results(report, "Run certbot for hello")
+    assert hello.get("skipped") is True, "certbot ran for an app whose certificate was fine"
+    for domain in ("second.test", "www.second.test"):
+        info = tls_probe(domain, pebble_root)  # verified chain and name
+        assert sorted(info.san) == ["second.test", "www.second.test"]
+
+
+@pytest.fixture
+def pebble_stopped(acme_host):
+    assert acme_host.run("systemctl stop pebble").rc == 0
+    yield
+    acme_host.run("systemctl start pebble")
+
+
+def test_with_the_ca_down_sites_keep_serving_and_the_play_says_why(
+    web_playbook, scenario_apps, pebble_root, pebble_stopped, host
+):
+    apps = with_domains(with_domains(scenario_apps, "second", "www.second.test"), "hello", "shop.hello.test")
+    extra = [
+        {**scenario_apps[0], "name": "third", "domains": ["third.test"]},
+        {**scenario_apps[0], "name": "internal", "domains": ["internal.test"], "tls_mode": "selfsigned"},
+        {**scenario_apps[0], "name": "plain", "domains": ["plain.test"], "tls_mode": "none"},
+    ]
+    rc, report, raw = web_playbook(apps + extra)
+    assert rc == 0, raw[-3000:]
+    assert stats(report)["failures"] == 0
+
+    texts = [" ".join(r["msg"]) for r in task_results(report, "Warn about the refused certificate") if not r.get("skipped")]
+    hello_msg = next(t for t in texts if "app hello " in t)
+    third_msg = next(t for t in texts if "app third " in t)
+    print(hello_msg, third_msg, sep="\n")
+    # named: the app, its domains, the CA, why, and what is served meanwhile
+    assert "app hello (hello.test, www.hello.test, shop.hello.test)" in hello_msg
+    assert ACME_DIRECTORY in hello_msg and "adds shop.hello.test" in hello_msg
+    assert "keeps serving HTTPS with the certificate it had" in hello_msg
+    assert "app third (third.test)" in third_msg and ACME_DIRECTORY in third_msg
+    assert "no certificate yet" in third_msg and "SELF-SIGNED" in third_msg
+    assert "acme" in third_msg.lower() and ("connection" in third_msg.lower() or "refused" in third_msg.lower())
+    assert not any("internal" in t or "plain" in t for t in texts)
+    assert task_results(report, "Run certbot for internal") == []  # selfsigned: certbot never runs
+
+    # hello still serves its CA-issued certificate (verified), for the domains it had
+    info = tls_probe("hello.test", pebble_root)
+    assert sorted(info.san) == ["hello.test", "www.hello.test"]
+    # the new app and the selfsigned app serve self-signed certificates for their domains
+    for domain in ("third.test", "internal.test"):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            tls_probe(domain, pebble_root)
+        info = tls_probe(domain, None)
+        assert info.san == [domain]
+        assert info.issuer == info.subject
+    # tls_mode none: plain HTTP, no redirect, no certificate
+    plain = host.run("curl -s -o /dev/null -w '%{http_code}' -H 'Host: plain.test' http://127.0.0.1/")
+    assert plain.stdout not in ("301", "000"), plain.stdout
+    with pytest.raises(ssl.SSLError):
+        tls_probe("plain.test", None)
+    assert host.run("nginx -t").rc == 0
+
+    # letsencrypt_fail_on_error: the same situation fails the play, with the same words
+    # (nginx is already configured for these apps: only the letsencrypt role's part runs)
+    rc, report, raw = web_playbook(apps + extra, "--tags", "letsencrypt", letsencrypt_fail_on_error=True)
+    assert rc != 0
+    failed = [r for r in task_results(report, "Fail on the refused certificate (letsencrypt_fail_on_error)") if r.get("failed")]
+    assert failed and "app hello (hello.test, www.hello.test, shop.hello.test)" in failed[0]["msg"]
+    # ... and the site still serves
+    assert sorted(tls_probe("hello.test", pebble_root).san) == ["hello.test", "www.hello.test"]
