@@ -44,9 +44,9 @@ start_acme() {
       --network "$network" --network-alias acme "$image" >/dev/null
     wait_for_systemd "$acme"
   fi
-  MOLECULE_EPHEMERAL_DIRECTORY="$PWD/$state" .venv/bin/ansible-playbook -i "$acme," \
-    -e ansible_connection=community.docker.docker -e pebble_hosts=all \
-    molecule/resources/pebble.yml >"$state/pebble.log" 2>&1 || {
+  printf 'all:\n  hosts:\n    %s:\n      ansible_connection: community.docker.docker\n' "$acme" >"$state/acme-inventory.yml"
+  MOLECULE_EPHEMERAL_DIRECTORY="$PWD/$state" .venv/bin/ansible-playbook -i "$state/acme-inventory.yml" \
+    -e pebble_hosts=all -e pebble_fresh_pki=false molecule/resources/pebble.yml >"$state/pebble.log" 2>&1 || {
       tail -30 "$state/pebble.log" >&2; echo "ERROR: Pebble setup failed (log: $state/pebble.log)" >&2; exit 1; }
 }
 
