@@ -4,7 +4,9 @@ table and written to .state/bench/bench.json.
 
 All load runs inside the demo VM against 127.0.0.1 (wrk from Debian), so
 nginx and gunicorn are compared on equal terms; every load run is bounded
-by wrk's duration. The demo VM is left serving the sample app's own release.
+by wrk's duration. nginx refuses TLS handshakes for unknown server names,
+so the VM's /etc/hosts gets `127.0.0.1 hello.localhost` and wrk uses the
+app's name. The demo VM is left serving the sample app's own release.
 
     scripts/bench.py [--duration 10] [--connections 32] [--skip-converge]
 """
@@ -70,19 +72,17 @@ def parse_wrk(text: str) -> dict:
     }
 
 
-def wrk(url: str, duration: int, connections: int, host: str | None = None) -> dict:
+def wrk(url: str, duration: int, connections: int) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
-    if host:
-        cmd += ["-H", f"Host: {host}"]
     return parse_wrk(vm(*cmd, url, timeout=duration + 60).stdout)
 
 
 class Background(threading.Thread):
     """wrk in the background; result in .result when joined."""
 
-    def __init__(self, url: str, duration: int, connections: int, host: str | None):
+    def __init__(self, url: str, duration: int, connections: int):
         super().__init__(daemon=True)
-        self.args = (url, duration, connections, host)
+        self.args = (url, duration, connections)
         self.result: dict = {}
 
     def run(self) -> None:
@@ -93,8 +93,7 @@ class Background(threading.Thread):
 
 def nginx_url() -> str:
     """HTTPS when the demo serves it, plain HTTP otherwise."""
-    probe = vm("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--resolve", f"{DOMAIN}:443:127.0.0.1",
-               f"https://{DOMAIN}/healthz", check=False)
+    probe = vm("curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"https://{DOMAIN}/healthz", check=False)
     return f"https://{DOMAIN}" if probe.stdout == "200" else f"http://{DOMAIN}"
 
 
@@ -142,9 +141,9 @@ def recap_changed(text: str) -> int:
 def bench_throughput(duration: int, connections: int) -> dict:
     url = nginx_url()
     log(f"/api/add through nginx ({url}), {duration}s, {connections} connections")
-    via_nginx = wrk(f"{url.replace(DOMAIN, '127.0.0.1')}/api/add?a=5&b=6", duration, connections, DOMAIN)
+    via_nginx = wrk(f"{url}/api/add?a=5&b=6", duration, connections)
     log("static file through nginx")
-    static = wrk(f"{url.replace(DOMAIN, '127.0.0.1')}/static/style.css", duration, connections, DOMAIN)
+    static = wrk(f"{url}/static/style.css", duration, connections)
 
     # gunicorn alone: the same release, environment, user and worker count on
     # a loopback TCP port for the length of the run, then stopped.
@@ -174,23 +173,23 @@ def bench_throughput(duration: int, connections: int) -> dict:
 
 
 def bench_redeploy(connections: int) -> dict:
-    url = nginx_url().replace(DOMAIN, "127.0.0.1")
-    before = vm("curl", "-sk", "-H", f"Host: {DOMAIN}", f"{url}/healthz").stdout
+    url = nginx_url()
+    before = vm("curl", "-sk", f"{url}/healthz").stdout
     log("redeploy of a changed release under constant load")
-    load = Background(f"{url}/api/add?a=5&b=6", 60, connections, DOMAIN)
+    load = Background(f"{url}/api/add?a=5&b=6", 60, connections)
     load.start()
     time.sleep(3)
     deploy_s, run = deploy_copy(f"bench {time.time()}")
     load.join(timeout=120)
-    after = vm("curl", "-sk", "-H", f"Host: {DOMAIN}", f"{url}/healthz").stdout
+    after = vm("curl", "-sk", f"{url}/healthz").stdout
     return {"deploy_s": round(deploy_s, 1), "release_before": json.loads(before)["release"],
             "release_after": json.loads(after)["release"], **load.result}
 
 
 def bench_kill(connections: int) -> dict:
-    url = nginx_url().replace(DOMAIN, "127.0.0.1")
+    url = nginx_url()
     log("kill -9 of the gunicorn master under constant load")
-    load = Background(f"{url}/api/add?a=5&b=6", 20, connections, DOMAIN)
+    load = Background(f"{url}/api/add?a=5&b=6", 20, connections)
     load.start()
     time.sleep(5)
     old = main_pid()
@@ -289,6 +288,7 @@ def main() -> None:
     elif sh("docker", "ps", "-q", "--filter", f"name=^{VM}$").stdout.strip() == "":
         log("the demo VM is not running: make demo")
         sh(str(ROOT / "scripts/demo.sh"), "up", timeout=1800)
+    vm("sh", "-c", f"grep -q ' {DOMAIN}$' /etc/hosts || echo '127.0.0.1 {DOMAIN}' >> /etc/hosts")
     if vm("sh", "-c", "command -v wrk", check=False).returncode != 0:
         log("installing wrk in the demo VM (apt)")
         vm("apt-get", "install", "-y", "-qq", "wrk", timeout=600)
