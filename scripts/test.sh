@@ -22,6 +22,7 @@ stage "yamllint" yamllint --strict .
 stage "ansible-lint (production profile)" ansible-lint --profile production
 stage "app pytest" pytest -q app/tests
 stage "apps model + inventory pytest" pytest -q tests/unit tests/inventory
+stage "load counter pytest (bad local servers)" pytest -q tests/load
 stage "hardening bad-input pytest" pytest -q tests/hardening
 stage "conda environments (skip offline)" pytest -q -rs tests/conda
 stage "AWS provisioning against moto" pytest -q tests/provision
