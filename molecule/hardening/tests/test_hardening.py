@@ -288,9 +288,13 @@ def test_sysctls_are_written_and_applied(host, request, tmp_path):
 
     def converge() -> str:
         r = subprocess.run([str(ansible), "-i", request.config.option.ansible_inventory, str(playbook)], cwd=ROOT,
-                           env={**os.environ, "ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-        return re.search(rf"{WEB}\s+: ok=\d+\s+changed=(\d+)", r.stdout).group(1)
+                           env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+                           capture_output=True, text=True, timeout=300)
+        out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+        assert r.returncode == 0, out[-3000:]
+        recap = re.search(rf"{WEB}\s+: ok=\d+\s+changed=(\d+)", out)
+        assert recap, out[-3000:]
+        return recap.group(1)
 
     assert host.run("mount -o remount,rw /proc/sys").rc == 0
     try:
