@@ -9,10 +9,18 @@ are provided locally:
     FLASK_STACK_CONDA_INSTALLER=/path/to/Miniforge3-Linux-x86_64.sh
     FLASK_STACK_CONDA_CHANNEL=file:///path/to/channel-mirror   (has python, flask, gunicorn)
 
-Otherwise every test reports `skipped` with that reason (pytest -rs shows it).
-What runs offline is covered elsewhere: argument validation
-(tests/unit/test_apps_model.py), lock parsing (tests/unit/test_conda_lock.py),
-and the rendered unit's interpreter and PATH (test_unit_for_conda_app below).
+Both inputs are built: `environment_file` (environment.yml, solved on the
+host) and `lock_file` (conda-lock.yml, installed without a solver). The lock
+file is made from the environment the first build produced (`conda list
+--explicit --md5`), so it names packages the local channel really has.
+
+Otherwise the build tests report `skipped` with that reason (pytest -rs
+shows it). What runs offline: the rendered unit's interpreter and PATH
+(test_unit_for_conda_app below), the conversion that turns an explicit
+list into the conda-lock.yml the gated test feeds the role, read back by the
+role's own filter (test_lock_made_by_this_test_is_one_the_role_reads), and
+elsewhere argument validation (tests/unit/test_apps_model.py) and lock
+parsing (tests/unit/test_conda_lock.py).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALLER = os.environ.get("FLASK_STACK_CONDA_INSTALLER", "")
@@ -45,6 +54,53 @@ def _apps_model():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def explicit_to_conda_lock(explicit: str, platform: str = "linux-64") -> str:
+    """A conda-lock (format 1) file from `conda list --explicit --md5` output."""
+    packages = []
+    for line in explicit.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "@")):
+            continue
+        url, _, md5 = line.partition("#")
+        filename = url.rsplit("/", 1)[1]
+        stem = filename.removesuffix(".conda").removesuffix(".tar.bz2")
+        name, version, _build = stem.rsplit("-", 2)
+        packages.append({"name": name, "version": version, "manager": "conda", "platform": platform,
+                         "dependencies": {}, "url": url, "hash": {"md5": md5}, "category": "main",
+                         "optional": False})
+    assert packages, f"no packages in: {explicit!r}"
+    return yaml.safe_dump({"version": 1, "metadata": {"platforms": [platform], "sources": ["environment.yml"]},
+                           "package": packages}, sort_keys=False)
+
+
+def _conda_lock_filter():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conda_lock", ROOT / "roles/python_env/filter_plugins/conda_lock.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_lock_made_by_this_test_is_one_the_role_reads():
+    """Offline: the conda-lock.yml the gated lock_file build uses, read back
+    by the role's filter, installs exactly the packages it was made from."""
+    explicit = (
+        "# platform: linux-64\n@EXPLICIT\n"
+        "file:///mirror/linux-64/python-3.11.9-hb806964_0_cpython.conda#ac68acfa8b558ed406c75e98d3428d7b\n"
+        "file:///mirror/noarch/flask-3.1.3-pyhd8ed1ab_0.conda#0123456789abcdef0123456789abcdef\n"
+        "file:///mirror/linux-64/libzlib-1.3.1-hb9d3cd8_2.tar.bz2#fedcba9876543210fedcba9876543210\n"
+    )
+    lock = explicit_to_conda_lock(explicit)
+    specs = _conda_lock_filter().conda_lock_specs(lock, "linux-64", "conda-lock.yml")
+    wanted = [line for line in explicit.splitlines() if line.startswith("file://")]
+    assert specs["conda"].splitlines()[0] == "@EXPLICIT"
+    assert sorted(specs["conda"].splitlines()[1:]) == sorted(wanted)
+    assert specs["pip"] == ""
+    names = [p["name"] for p in yaml.safe_load(lock)["package"]]
+    assert sorted(names) == ["flask", "libzlib", "python"]
 
 
 def test_unit_for_conda_app_runs_the_environments_interpreter():
@@ -77,39 +133,70 @@ def host():
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
-@needs_conda
-@pytest.mark.parametrize("lock_format", ["environment_file"])
-def test_conda_environment_builds_and_is_reused(host, tmp_path, lock_format):
-    release = tmp_path / "release"
-    release.mkdir()
-    (release / "environment.yml").write_text(
-        f"name: test\nchannels: [{CHANNEL}]\ndependencies: [python=3.11, flask, gunicorn]\n")
+def _play(tmp_path: Path, release: Path, key: str, value: str, release_id: str) -> Path:
     digest = hashlib.sha256(Path(INSTALLER).read_bytes()).hexdigest()
-    playbook = tmp_path / "play.yml"
+    playbook = tmp_path / f"play-{key}.yml"
     playbook.write_text(f"""
 - hosts: all
   gather_facts: true
   vars:
     apps: [{{name: sci, domains: [sci.test], src: /src, wsgi: "hello.wsgi:app",
-             python: {{kind: conda, {lock_format}: environment.yml}}}}]
+             python: {{kind: conda, {key}: {value}}}}}]
     python_env_miniforge_url: file:///opt/installer.sh
     python_env_miniforge_checksum: sha256:{digest}
     python_env_conda_channels: ["{CHANNEL}"]
   tasks:
     - ansible.builtin.include_role: {{name: python_env}}
-    - ansible.builtin.copy: {{src: "{release}/", dest: /srv/apps/sci/releases/r1/, mode: preserve}}
+    - ansible.builtin.copy: {{src: "{release}/", dest: /srv/apps/sci/releases/{release_id}/, mode: preserve}}
     - ansible.builtin.include_role: {{name: python_env, tasks_from: env}}
       vars:
         python_env_app: "{{{{ apps | flask_stack_apps | first }}}}"
-        python_env_release_dir: /srv/apps/sci/releases/r1
+        python_env_release_dir: /srv/apps/sci/releases/{release_id}
 """)
+    return playbook
+
+
+def _converge(host: str, playbook: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
     cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", f"{host},", "-c", "community.docker.docker", str(playbook)]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-    assert first.returncode == 0, first.stdout[-3000:]
-    check = subprocess.run(["docker", "exec", host, "/srv/apps/sci/releases/r1/.python/bin/python", "-c",
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def _env_of(host: str, release_id: str) -> str:
+    check = subprocess.run(["docker", "exec", host, f"/srv/apps/sci/releases/{release_id}/.python/bin/python", "-c",
                             "import flask, gunicorn, sys; print(sys.prefix)"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    assert "/srv/apps/sci/envs/conda-" in check.stdout
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+    assert "/srv/apps/sci/envs/conda-" in check.stdout, check.stdout
+    return check.stdout.strip()
+
+
+@needs_conda
+def test_conda_environment_builds_from_both_inputs_and_is_reused(host, tmp_path):
+    """environment_file first; then a conda-lock.yml made from that
+    environment (lock_file), installed without a solver into an environment
+    of its own. Each re-run changes nothing."""
+    release = tmp_path / "r1"
+    release.mkdir()
+    (release / "environment.yml").write_text(
+        f"name: test\nchannels: [{CHANNEL}]\ndependencies: [python=3.11, flask, gunicorn]\n")
+    play = _play(tmp_path, release, "environment_file", "environment.yml", "r1")
+    first = _converge(host, play)
+    assert first.returncode == 0, first.stdout[-3000:]
+    env1 = _env_of(host, "r1")
+    again = _converge(host, play)
+    assert "changed=0" in again.stdout.split("PLAY RECAP")[-1], again.stdout[-3000:]
+
+    # conda where the role installs it (python_env_tools_dir default /opt/flask-stack)
+    explicit = subprocess.run(["docker", "exec", host, "/opt/flask-stack/miniforge/bin/conda", "list", "--explicit",
+                               "--md5", "-p", env1], capture_output=True, text=True)
+    assert explicit.returncode == 0, explicit.stderr
+    locked = tmp_path / "r2"
+    locked.mkdir()
+    (locked / "conda-lock.yml").write_text(explicit_to_conda_lock(explicit.stdout))
+    play = _play(tmp_path, locked, "lock_file", "conda-lock.yml", "r2")
+    first = _converge(host, play)
+    assert first.returncode == 0, first.stdout[-3000:]
+    env2 = _env_of(host, "r2")
+    assert env2 != env1  # another input, another environment key
+    again = _converge(host, play)
     assert "changed=0" in again.stdout.split("PLAY RECAP")[-1], again.stdout[-3000:]

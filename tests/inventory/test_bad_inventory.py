@@ -1,6 +1,11 @@
 """A bad inventory fails in the preflight play, before the first change,
-with a message that names the variable. Runs the real site.yml against a
-host on the local connection; nothing gets that far."""
+with a message that names the variable path and the bad value. Runs the
+real site.yml against a throwaway target: a host reached through the docker
+connection to a container that does not exist, so if anything ever got past
+the preflight it would fail as unreachable instead of changing this machine.
+The expected message is looked for in the failure output only (the task
+titles are removed first), so a task title that happens to contain
+"domains" cannot pass for the message."""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# never this machine: a container name no one runs (connecting fails at once)
+THROWAWAY = {"ansible_connection": "community.docker.docker", "ansible_host": "flask-stack-no-such-container",
+             "ansible_python_interpreter": "/usr/bin/python3"}
 GOOD = {"name": "hello", "domains": ["hello.example.com"], "src": str(ROOT / "app"), "wsgi": "hello.wsgi:app"}
 
 
@@ -21,13 +29,19 @@ def run(tmp_path: Path, apps, playbook: str = "site.yml", **extra) -> subprocess
     inv = tmp_path / "inv"
     (inv / "group_vars" / "all").mkdir(parents=True)
     (inv / "hosts.yml").write_text(yaml.safe_dump(
-        {"all": {"children": {"web": {"hosts": {"web1": {"ansible_connection": "local"}}}}}}))
+        {"all": {"children": {"web": {"hosts": {"web1": THROWAWAY}}}}}))
     (inv / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump({"apps": apps, **extra}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_FACT_CACHING_CONNECTION": str(tmp_path / "facts")}
     ansible = Path(sys.executable).parent / "ansible-playbook"
     return subprocess.run([str(ansible), "-i", str(inv), str(ROOT / playbook)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def failure_text(out: str) -> str:
+    """The output without its PLAY/TASK title lines, whitespace folded."""
+    kept = [line for line in out.splitlines() if not re.match(r"\s*(PLAY|TASK) \[", line)]
+    return " ".join(" ".join(kept).split())
 
 
 def without(key):
@@ -37,8 +51,9 @@ def without(key):
 @pytest.mark.parametrize(
     ("apps", "expected"),
     [
-        ([without("name")], r"name"),
-        ([without("domains")], r"domains"),
+        # structural checks come from the preflight role's argument spec, in Ansible's words
+        ([without("name")], r"Validation of arguments failed: missing required arguments: name found in apps"),
+        ([without("domains")], r"Validation of arguments failed: missing required arguments: domains found in apps"),
         ([{**GOOD, "domains": ["bad..example.com"]}], r"apps\[0\] \(hello\)\.domains\[0\]: 'bad\.\.example\.com' is not a valid domain"),
         ([{**GOOD, "name": "../evil"}], r"apps\[0\]\.name: '\.\./evil' must match"),
         ([{**GOOD, "name": "a/b"}], r"apps\[0\]\.name: 'a/b' must match"),
@@ -52,8 +67,8 @@ def test_bad_inventory_fails_before_any_change(tmp_path, apps, expected):
     result = run(tmp_path, apps)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
-    assert re.search(expected, out), out
-    assert "apps" in out
+    assert re.search(expected, failure_text(out)), out
+    assert "UNREACHABLE" not in out, out
     # it stopped in the preflight play: no task of any later play ran
     assert "TASK [base" not in out and "TASK [nginx" not in out, out
     recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
@@ -63,8 +78,10 @@ def test_bad_inventory_fails_before_any_change(tmp_path, apps, expected):
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({"tls_mode_default": "sometimes"}, r"tls_mode_default"),
-        ({"apps": [{**GOOD, "tls_mode": "https"}]}, r"tls_mode"),
+        ({"tls_mode_default": "sometimes"},
+         r"value of tls_mode_default must be one of: letsencrypt, selfsigned, none, , got: sometimes"),
+        ({"apps": [{**GOOD, "tls_mode": "https"}]},
+         r"value of tls_mode must be one of: letsencrypt, selfsigned, none, got: https found in apps"),
         ({"letsencrypt_email": "not-an-address"}, r"letsencrypt_email: \"not-an-address\""),
         ({"letsencrypt_email": ""}, r"letsencrypt_email: \"\" - the production CA needs an e-mail address"),
         ({"letsencrypt_server": "http://acme.example/dir", "letsencrypt_email": "ops@example.com"},
@@ -77,14 +94,26 @@ def test_bad_https_settings_fail_before_any_change(tmp_path, settings, expected)
     result = run(tmp_path, apps, **settings)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
-    assert re.search(expected, out), out
+    assert re.search(expected, failure_text(out)), out
+    assert "UNREACHABLE" not in out, out
     assert "TASK [base" not in out and "TASK [nginx" not in out, out
     recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
     assert recap and recap.group(1) == "0", out
 
 
 def test_good_inventory_passes_preflight(tmp_path):
-    # only the preflight play: the rest of site.yml would configure this machine
+    # the preflight plays touch no host; the rest of site.yml would (and here finds nothing to touch)
     result = run(tmp_path, [GOOD, {**GOOD, "name": "two", "domains": ["two.example.com"]}], "playbooks/preflight.yml",
                  letsencrypt_email="ops@example.com")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_good_inventory_gets_past_the_preflight_and_only_then_reaches_for_the_host(tmp_path):
+    """The control for the cases above: the same site.yml run with a good
+    inventory passes the preflight and then fails to reach the throwaway
+    target, so the preflight is what stopped the bad ones."""
+    result = run(tmp_path, [GOOD], letsencrypt_email="ops@example.com")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "UNREACHABLE!" in out, out
+    assert re.search(r"web1\s+: ok=\d+\s+changed=0\s+unreachable=1", out), out
