@@ -69,20 +69,25 @@ def acme_host(pytestconfig):
     return acme
 
 
-@pytest.fixture(scope="session")
-def pebble_root(web_host, tmp_path_factory) -> Path:
-    """Pebble's root certificate (regenerated at every Pebble start), fetched
-    from its management endpoint by the web host through the CA bundle the
-    letsencrypt role installed; kept on the web host and on this machine."""
+def fetch_pebble_root(web_host, dest: Path) -> Path:
+    """Pebble's current root certificate (a new one at every Pebble start),
+    fetched from its management endpoint by the web host through the CA
+    bundle the letsencrypt role installed; kept on the web host and at dest."""
     cmd = web_host.run(
-        "curl -sS --fail --max-time 10 --cacert /etc/flask-stack/acme-ca.pem -o %s https://acme:15000/roots/0 && cat %s",
+        "curl -sS --fail --retry 5 --retry-connrefused --retry-delay 1 --max-time 10"
+        " --cacert /etc/flask-stack/acme-ca.pem -o %s https://acme:15000/roots/0 && cat %s",
         ROOT_ON_WEB, ROOT_ON_WEB,
     )
     assert cmd.rc == 0, cmd.stderr
     assert cmd.stdout.startswith("-----BEGIN CERTIFICATE-----")
-    path = tmp_path_factory.mktemp("pebble") / "root.pem"
-    path.write_text(cmd.stdout)
-    return path
+    dest.write_text(cmd.stdout)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pebble_root(web_host, tmp_path_factory) -> Path:
+    """Pebble's root as the scenario's converge left it."""
+    return fetch_pebble_root(web_host, tmp_path_factory.mktemp("pebble") / "root.pem")
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ converged web host with a changed apps list:
   serving it, a new app serves a self-signed one, and the play says why for
   each, naming the domains and the CA (or fails, with
   letsencrypt_fail_on_error);
-- tls_mode selfsigned and none do what they say.
+- tls_mode selfsigned and none do what they say;
+- a CA that no longer knows the host's ACME account (Pebble restarted: it
+  keeps accounts in memory) gets a new account on the next run, which ends
+  with real certificates and says what happened.
 
 This module runs last (file order): it stops Pebble, and a restarted Pebble
 has a new root and no accounts.
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ACME_DIRECTORY, HTTP_PORT, HTTPS_PORT, _decode, tls_probe
+from conftest import ACME_DIRECTORY, HTTP_PORT, HTTPS_PORT, _decode, fetch_pebble_root, tls_probe
 
 testinfra_hosts = ["ansible://web"]
 
@@ -188,3 +191,58 @@ def test_with_the_ca_down_sites_keep_serving_and_the_play_says_why(
     assert failed and "app hello (hello.test, www.hello.test, shop.hello.test)" in failed[0]["msg"]
     # ... and the site still serves
     assert sorted(tls_probe("hello.test", pebble_root).san) == ["hello.test", "www.hello.test"]
+
+
+def test_a_ca_that_forgot_the_account_gets_a_new_one(web_playbook, scenario_apps, acme_host, web_host, tmp_path):
+    # Pebble keeps accounts in memory: after a restart the host's stored
+    # account is unknown to it, as after a deactivation or a copied
+    # /etc/letsencrypt. certbot 2.1 then crashes on every run.
+    assert acme_host.run("systemctl restart pebble").rc == 0
+    root = fetch_pebble_root(web_host, tmp_path / "root.pem")  # the restarted CA's new root
+
+    # a new app needs a certificate (and `second` is back to its own domain)
+    apps = [*scenario_apps, {**scenario_apps[0], "name": "third", "domains": ["third.test"]}]
+    rc, report, raw = web_playbook(apps)
+    assert rc == 0, raw[-3000:]
+    refused = [r for r in task_results(report, "Warn about the refused certificate") if not r.get("skipped")]
+    assert refused == [], refused
+
+    # the first certbot run of the play met the unknown account, set it aside and retried once
+    notes = [r["msg"] for r in report_results(report, "Report the new account") if not r.get("skipped")]
+    print(*notes, sep="\n")
+    assert len(notes) == 1, notes
+    assert f"CA {ACME_DIRECTORY}: The CA no longer knew this host's ACME account (accountDoesNotExist)" in notes[0]
+    assert "a new account was registered and certbot retried once successfully" in notes[0]
+    aside = web_host.run("ls /etc/letsencrypt/accounts/acme:14000/")
+    assert "dir" in aside.stdout.split() and "dir.unknown-to-ca-" in aside.stdout, aside.stdout
+
+    # the new app serves a certificate of the restarted CA (verified chain and name)
+    assert tls_probe("third.test", root).san == ["third.test"]
+    # every certificate from this CA now renews with the new account: a real
+    # renewal of hello (untouched by this run) goes through
+    accounts = {
+        name: web_host.run("sed -n 's/^account = //p' /etc/letsencrypt/renewal/%s.conf", name).stdout.strip()
+        for name in ("hello", "second", "third")
+    }
+    assert len(set(accounts.values())) == 1 and "" not in accounts.values(), accounts
+    renew = web_host.run(
+        "REQUESTS_CA_BUNDLE=/etc/flask-stack/acme-ca.pem certbot renew --cert-name hello --force-renewal"
+        " --no-random-sleep-on-renew --non-interactive"
+    )
+    assert renew.rc == 0, renew.stdout + renew.stderr
+    assert sorted(tls_probe("hello.test", root).san) == ["hello.test", "www.hello.test"]
+
+    # and the next run has nothing left to do
+    rc, report, raw = web_playbook(apps)
+    assert rc == 0 and stats(report)["changed"] == 0, raw[-3000:]
+
+
+def report_results(report: dict, prefix: str) -> list[dict]:
+    """The host results of every task whose name starts with prefix."""
+    return [
+        result
+        for play in report.get("plays", [])
+        for task in play["tasks"]
+        if task["task"]["name"].split(" : ")[-1].startswith(prefix)
+        for result in task["hosts"].values()
+    ]
