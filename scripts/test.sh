@@ -29,3 +29,4 @@ stage "docker engine + base image" bash -c 'scripts/ensure-docker.sh && molecule
 stage "molecule test (default)" molecule test -s default
 stage "molecule test (deploy)" molecule test -s deploy
 stage "molecule test (hardening)" molecule test -s hardening
+stage "molecule test (workers)" molecule test -s workers
