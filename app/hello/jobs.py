@@ -79,7 +79,7 @@ def init_app(app: Flask) -> None:
             "CELERY_BROKER_URL": broker,
             "CELERY_RESULT_BACKEND": app.config.get("CELERY_RESULT_BACKEND") or "",
         }
-        celery_app = make_celery(environ)
+        celery_app = make_celery(environ, web=True)
     app.extensions[EXTENSION] = celery_app
     _register_routes(app)
 

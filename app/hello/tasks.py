@@ -60,10 +60,14 @@ VISIBILITY_TIMEOUT_SECONDS = 300
 #: Results (and their state) are kept this long.
 RESULT_EXPIRES_SECONDS = 86400
 
-#: Connect/read timeouts towards Redis. Short, so that a web request fails
-#: fast (503) when Redis is down or unreachable instead of hanging.
+#: Connect/read timeouts towards Redis for worker and beat.
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
+
+#: The web side's timeouts: shorter, so that a request answers 503 within
+#: about two seconds (one publish retry included) when Redis is down,
+#: unreachable or hung, instead of holding a gunicorn worker.
+WEB_TIMEOUT_SECONDS = 1.0
 
 
 class ConfigError(ValueError):
@@ -94,9 +98,16 @@ def heartbeat_seconds(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def make_celery(environ: Mapping[str, str] | None = None) -> Celery:
-    """A Celery app configured from ``environ`` (default: ``os.environ``)."""
+def make_celery(
+    environ: Mapping[str, str] | None = None, *, web: bool = False
+) -> Celery:
+    """A Celery app configured from ``environ`` (default: ``os.environ``).
+
+    ``web=True``: the web process's app, with the short Redis timeouts.
+    """
     env = os.environ if environ is None else environ
+    connect_timeout = WEB_TIMEOUT_SECONDS if web else CONNECT_TIMEOUT_SECONDS
+    socket_timeout = WEB_TIMEOUT_SECONDS if web else SOCKET_TIMEOUT_SECONDS
     broker = broker_url(env)
     backend = env.get(BACKEND_ENV, "").strip() or broker
     interval = heartbeat_seconds(env)
@@ -121,15 +132,15 @@ def make_celery(environ: Mapping[str, str] | None = None) -> Celery:
         # Publishing is tried once: the web request answers 503 rather than
         # waiting for a broker that is down.
         task_publish_retry=False,
-        broker_connection_timeout=CONNECT_TIMEOUT_SECONDS,
+        broker_connection_timeout=connect_timeout,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
-            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": socket_timeout,
         },
-        redis_socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        redis_socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        redis_socket_connect_timeout=connect_timeout,
+        redis_socket_timeout=socket_timeout,
         beat_schedule={
             "heartbeat": {
                 "task": HEARTBEAT_TASK,

@@ -261,6 +261,33 @@ def test_broker_down_is_503_fast(
     assert "secret" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/jobs/add", {"a": 2, "b": 3}),
+        ("GET", f"/api/jobs/{JOB_ID}", None),
+        ("GET", "/api/jobs/heartbeat", None),
+    ],
+)
+def test_broker_hung_is_503_fast(
+    tmp_path: Path, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """A "Redis" that accepts connections and never answers: no hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        app = make_app(tmp_path, CELERY_BROKER_URL=f"redis://:pw@127.0.0.1:{port}/0")
+        start = time.monotonic()
+        response = app.test_client().open(path, method=method, json=body)
+        elapsed = time.monotonic() - start
+        assert_json_error(response, 503, "job queue unavailable: cannot reach Redis")
+        assert elapsed < MAX_503_SECONDS, f"503 took {elapsed:.1f} s"
+        queue = app.extensions[jobs.EXTENSION]
+        queue.backend.client.connection_pool.disconnect()
+        queue.close()
+
+
 def test_broker_down_rest_of_site_serves(down_client: FlaskClient) -> None:
     assert down_client.post("/api/jobs/add", json={"a": 1, "b": 1}).status_code == 503
     assert down_client.get("/healthz").status_code == 200
