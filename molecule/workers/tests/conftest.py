@@ -107,7 +107,11 @@ def playbook(name: str, extra: dict, tmp_path: Path, wait: bool = True):
     cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
            str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
     if not wait:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # output to a file: a pipe nobody reads while the deploy runs would fill up and stall it
+        log = open(tmp_path / f"{vars_file.stem}.log", "w+")  # noqa: SIM115 - closed by the caller's communicate()
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc.log = log
+        return proc
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     return Run(proc.returncode, proc.stdout + proc.stderr)
 
