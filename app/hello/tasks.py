@@ -17,6 +17,9 @@ Configuration comes from the environment only:
   ``rediss://`` or ``socket://``).
 - ``HELLO_HEARTBEAT_SECONDS``: how often beat schedules the heartbeat job
   (default 10).
+- ``HELLO_VISIBILITY_TIMEOUT``: seconds after which a job whose worker
+  vanished without acknowledging it (kill -9) is delivered again (default
+  300; more than the longest job, 30 s).
 
 The web process only publishes and reads (``send_task`` by name, result
 metadata), so it does not need the task functions; it builds its own Celery
@@ -37,6 +40,7 @@ from celery import Celery, Task, signals
 BROKER_ENV = "CELERY_BROKER_URL"
 BACKEND_ENV = "CELERY_RESULT_BACKEND"
 HEARTBEAT_ENV = "HELLO_HEARTBEAT_SECONDS"
+VISIBILITY_ENV = "HELLO_VISIBILITY_TIMEOUT"
 
 DEFAULT_HEARTBEAT_SECONDS = 10.0
 MAX_HEARTBEAT_SECONDS = 86400.0
@@ -56,6 +60,7 @@ MAX_SLEEP_SECONDS = 30
 #: vanished (kill -9, lost host). Far above the longest job, so a job that
 #: is still running is never handed to a second worker.
 VISIBILITY_TIMEOUT_SECONDS = 300
+MAX_VISIBILITY_TIMEOUT_SECONDS = 86400
 
 #: Results (and their state) are kept this long.
 RESULT_EXPIRES_SECONDS = 86400
@@ -98,6 +103,23 @@ def heartbeat_seconds(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
+def visibility_timeout(environ: Mapping[str, str] | None = None) -> int:
+    """``HELLO_VISIBILITY_TIMEOUT`` in seconds (default 300)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(VISIBILITY_ENV, "").strip()
+    if not raw:
+        return VISIBILITY_TIMEOUT_SECONDS
+    if not raw.isdigit() or not (
+        MAX_SLEEP_SECONDS < int(raw) <= MAX_VISIBILITY_TIMEOUT_SECONDS
+    ):
+        raise ConfigError(
+            f"{VISIBILITY_ENV}={raw!r}: must be a whole number of seconds, more "
+            f"than the longest job ({MAX_SLEEP_SECONDS}) and at most "
+            f"{MAX_VISIBILITY_TIMEOUT_SECONDS}"
+        )
+    return int(raw)
+
+
 def make_celery(
     environ: Mapping[str, str] | None = None, *, web: bool = False
 ) -> Celery:
@@ -111,6 +133,7 @@ def make_celery(
     broker = broker_url(env)
     backend = env.get(BACKEND_ENV, "").strip() or broker
     interval = heartbeat_seconds(env)
+    visibility = visibility_timeout(env)
     app = Celery("hello", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
         # JSON only: a message from the queue is never unpickled.
@@ -135,7 +158,7 @@ def make_celery(
         broker_connection_timeout=connect_timeout,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            "visibility_timeout": visibility,
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": socket_timeout,
         },

@@ -36,6 +36,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         tasks.BROKER_ENV,
         tasks.BACKEND_ENV,
         tasks.HEARTBEAT_ENV,
+        tasks.VISIBILITY_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -344,6 +345,18 @@ def test_heartbeat_seconds_rejects(raw: str) -> None:
         tasks.heartbeat_seconds({tasks.HEARTBEAT_ENV: raw})
 
 
+def test_visibility_timeout_from_env() -> None:
+    app = tasks.make_celery({tasks.VISIBILITY_ENV: "60"})
+    assert app.conf.broker_transport_options["visibility_timeout"] == 60
+    assert tasks.visibility_timeout({}) == 300
+
+
+@pytest.mark.parametrize("raw", ["30", "0", "-5", "1.5", "abc", "86401"])
+def test_visibility_timeout_rejects(raw: str) -> None:
+    with pytest.raises(tasks.ConfigError, match=f"HELLO_VISIBILITY_TIMEOUT={raw!r}"):
+        tasks.make_celery({tasks.VISIBILITY_ENV: raw})
+
+
 @pytest.mark.parametrize("command", ["worker", "beat"])
 def test_worker_and_beat_refuse_to_start_without_broker(
     command: str, tmp_path: Path
@@ -363,3 +376,24 @@ def test_worker_and_beat_refuse_to_start_without_broker(
     )
     assert proc.returncode != 0
     assert "CELERY_BROKER_URL is not set" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(tasks.HEARTBEAT_ENV, "soon"), (tasks.VISIBILITY_ENV, "5")],
+)
+def test_bad_job_setting_stops_the_web_app_at_start(name: str, value: str) -> None:
+    """gunicorn imports hello.wsgi: a bad value fails there, naming it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "HELLO_"))}
+    env[name] = value
+    proc = subprocess.run(
+        [sys.executable, "-c", "import hello.wsgi"],
+        cwd=APP_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert f"{name}={value!r}" in proc.stderr
