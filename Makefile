@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 export MOLECULE_DISTRO ?= debian12
-SCENARIOS ?= default deploy hardening
+SCENARIOS ?= default deploy hardening workers
 
 .PHONY: help venv docker image demo down test lint molecule unit bench clean
 

@@ -4,7 +4,7 @@ table and written to .state/bench/bench.json.
 
 All load runs inside the demo VM against 127.0.0.1 (wrk from Debian), so
 nginx and gunicorn are compared on equal terms; every load run is bounded
-by wrk's duration. nginx refuses TLS handshakes for unknown server names,
+by wrk's duration (the job runs by job count and time). nginx refuses TLS handshakes for unknown server names,
 so the VM's /etc/hosts gets `127.0.0.1 hello.localhost` and wrk uses the
 app's name. The demo VM is left serving the sample app's own release.
 
@@ -252,6 +252,84 @@ def bench_converge() -> dict:
             "noop_converge_s": round(time.monotonic() - start, 1), "noop_changed": recap_changed(again.stdout)}
 
 
+# Runs inside the demo VM: posts add jobs through nginx (HTTPS, the VM's own
+# hello.localhost) and polls each until SUCCESS/FAILURE. Bounded by --max-jobs
+# and --max-seconds; with --stop-file it keeps posting (one job per 0.1 s)
+# until that file exists. Prints {"sent", "ok", "failed_posts", "lost", "seconds"}.
+JOBS_SCRIPT = r"""
+import argparse, json, os, ssl, sys, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+p = argparse.ArgumentParser()
+p.add_argument("url"); p.add_argument("--jobs", type=int, default=200)
+p.add_argument("--stop-file"); p.add_argument("--max-jobs", type=int, default=2000)
+p.add_argument("--max-seconds", type=float, default=300)
+a = p.parse_args()
+ctx = ssl._create_unverified_context()
+def call(method, path, body=None):
+    req = urllib.request.Request(a.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=15) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except OSError:
+        return 0, None
+start = time.monotonic(); ids = []; failed = 0
+def post(i):
+    status, answer = call("POST", "/api/jobs/add", {"a": i, "b": 1})
+    return answer["id"] if status == 202 else None
+if a.stop_file:
+    while not os.path.exists(a.stop_file) and len(ids) + failed < a.max_jobs and time.monotonic() - start < a.max_seconds:
+        job = post(len(ids)); ids.append(job) if job else None; failed += job is None
+        time.sleep(0.1)
+else:
+    with ThreadPoolExecutor(8) as pool:
+        for job in pool.map(post, range(a.jobs)):
+            ids.append(job) if job else None; failed += job is None
+done = {}
+deadline = time.monotonic() + a.max_seconds
+while len(done) < len(ids) and time.monotonic() < deadline:
+    for job in ids:
+        if job not in done:
+            status, answer = call("GET", "/api/jobs/" + job)
+            if status == 200 and answer["state"] in ("SUCCESS", "FAILURE"):
+                done[job] = answer["state"]
+    time.sleep(0.2)
+seconds = time.monotonic() - start
+ok = sum(1 for v in done.values() if v == "SUCCESS")
+print(json.dumps({"sent": len(ids), "ok": ok, "failed_posts": failed, "lost": len(ids) - ok, "seconds": round(seconds, 2)}))
+"""
+
+
+def jobs_in_vm(*args: str, background: bool = False):
+    subprocess.run(["docker", "exec", "-i", VM, "sh", "-c", "cat > /tmp/bench_jobs.py"], input=JOBS_SCRIPT, text=True, check=True)
+    cmd = ["docker", "exec", VM, "python3", "/tmp/bench_jobs.py", f"https://{DOMAIN}", *args]
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return json.loads(sh(*cmd, timeout=900).stdout)
+
+
+def bench_jobs() -> dict:
+    """Jobs per second through the queue (enqueue to SUCCESS, concurrency auto),
+    and jobs posted during a redeploy of the app (web, worker and beat restart)."""
+    log("200 add jobs through nginx, the broker and the worker")
+    burst = jobs_in_vm("--jobs", "200")
+    unit = vm("systemctl", "cat", f"celery-{APP}-worker.service").stdout
+    m = re.search(r"--concurrency (\d+)", unit)
+    concurrency = m.group(1) if m else "?"
+    log("add jobs posted all through a redeploy")
+    vm("rm", "-f", "/tmp/bench_jobs.stop")
+    proc = jobs_in_vm("--stop-file", "/tmp/bench_jobs.stop", "--max-seconds", "300", background=True)
+    deploy_s, _ = deploy_copy(f"bench jobs {time.time()}")
+    vm("touch", "/tmp/bench_jobs.stop")
+    out, err = proc.communicate(timeout=600)
+    during = json.loads(out) if proc.returncode == 0 else {"error": err[-500:]}
+    return {"concurrency": concurrency, "burst": burst,
+            "jobs_per_s": round(burst["ok"] / burst["seconds"], 1) if burst["seconds"] else None,
+            "during_deploy": during, "deploy_s": round(deploy_s, 1)}
+
+
 def table(results: dict) -> str:
     t, r, k, e = results.get("throughput", {}), results.get("redeploy", {}), results.get("kill", {}), results.get("envs", {})
     c = results.get("converge", {})
@@ -277,6 +355,13 @@ def table(results: dict) -> str:
     if c:
         rows += [("first converge", f"{c['first_converge_s']} s (changed={c['first_changed']})"),
                  ("no-op re-run", f"{c['noop_converge_s']} s (changed={c['noop_changed']})")]
+    j = results.get("jobs", {})
+    if j:
+        b, d = j["burst"], j["during_deploy"]
+        rows += [("jobs through the queue", f"{j['jobs_per_s']} jobs/s (add, {b['sent']} sent, {b['lost']} lost, "
+                  f"concurrency auto = {j['concurrency']})"),
+                 ("jobs during redeploy", f"{d.get('sent')} sent, {d.get('lost')} lost, {d.get('failed_posts')} posts refused "
+                  f"(deploy {j['deploy_s']} s)")]
     width = max(len(a) for a, _ in rows)
     return "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows)
 
@@ -303,6 +388,7 @@ def main() -> None:
     results["redeploy"] = bench_redeploy(args.connections)
     results["kill"] = bench_kill(args.connections)
     results["envs"] = bench_envs()
+    results["jobs"] = bench_jobs()
     log("putting the sample app's own release back")
     converge("playbooks/deploy.yml")
 

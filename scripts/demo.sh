@@ -62,6 +62,11 @@ up() {
   export PATH="$PWD/.venv/bin:$PATH"
   mkdir -p "$state" && chmod 700 "$state"
   [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "flask-stack-demo" -f "$state/id_ed25519"
+  # the demo's Redis password (its "vault"): made once, kept across re-runs
+  if [ ! -s "$state/redis_password" ]; then
+    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$state/redis_password")
+  fi
+  chmod 600 "$state/redis_password"
 
   start_acme
   if [ -z "$(docker ps -q --filter "name=^${name}$")" ]; then
@@ -104,6 +109,17 @@ up() {
   curl -sS --fail --max-time 10 --cacert "$state/pebble-root.pem" \
     --resolve "hello.localhost:${https_port}:127.0.0.1" "${url}healthz"
   echo
+  # a job through nginx, the queue and the worker: POST, then poll until it is done
+  jcurl() { curl -sS --fail --max-time 10 --cacert "$state/pebble-root.pem" \
+    --resolve "hello.localhost:${https_port}:127.0.0.1" "$@"; }
+  job=$(jcurl -H 'Content-Type: application/json' --data '{"a": 2, "b": 3}' "${url}api/jobs/add" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  for _ in $(seq 1 40); do
+    answer=$(jcurl "${url}api/jobs/${job}")
+    case "$answer" in *SUCCESS*|*FAILURE*) break ;; esac
+    sleep 0.5
+  done
+  echo "job add(2, 3) $job: $answer"
 }
 
 case "${1:-up}" in

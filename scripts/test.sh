@@ -20,16 +20,18 @@ trap report EXIT
 
 stage "yamllint" yamllint --strict .
 stage "ansible-lint (production profile)" ansible-lint --profile production
-stage "app pytest" pytest -q app/tests
+stage "app pytest (real redis-server)" bash -c 'scripts/ensure-apt.sh redis-server && pytest -q app/tests'
 stage "apps model + inventory pytest" pytest -q tests/unit tests/inventory
 stage "load counter pytest (bad local servers)" pytest -q tests/load
 stage "hardening bad-input pytest" pytest -q tests/hardening
 stage "conda environments (skip offline)" pytest -q -rs tests/conda
 stage "AWS provisioning against moto" pytest -q tests/provision
 stage "docker engine + base image" bash -c 'scripts/ensure-docker.sh && molecule/resources/build-image.sh >/dev/null'
+stage "redis role on a systemd container" pytest -q tests/redis
 stage "molecule test (default)" molecule test -s default
 stage "molecule test (deploy)" molecule test -s deploy
 stage "molecule test (hardening)" molecule test -s hardening
+stage "molecule test (workers)" molecule test -s workers
 # `make demo` twice, the second run must report changed=0 (about 10 minutes;
 # opt-in so that make test stays under its 30-minute target; CI can set it)
 if [ "${FLASK_STACK_TEST_DEMO:-0}" = 1 ]; then

@@ -20,6 +20,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hello import jobs
+
 __version__ = "1.0.0"
 
 APP_NAME = "hello"
@@ -102,6 +104,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         APP_ROOT=str(DEFAULT_APP_ROOT),
+        # The job queue (see hello.jobs); unset: /api/jobs/* answer 503.
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", ""),
+        CELERY_RESULT_BACKEND=os.environ.get("CELERY_RESULT_BACKEND", ""),
     )
     if config:
         app.config.update(config)
@@ -120,6 +125,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     _register_routes(app)
+    jobs.init_app(app)
     app.register_error_handler(HTTPException, _handle_http_exception)
     return app
 

@@ -33,6 +33,46 @@ BASE_DIR = "/srv/apps"
 # HTTPS per app (nginx and letsencrypt roles). An unset tls_mode takes the
 # filter's tls_default argument (the inventory's tls_mode_default).
 KNOWN_KEYS.add("tls_mode")
+# Process types beyond the web process (Celery worker and beat), their Celery
+# app, the Redis database they use, and release hooks.
+KNOWN_KEYS.update({"worker", "beat", "celery_app", "redis_db", "hooks"})
+CELERY_APP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HOOK_STAGES = ("before_switch",)
+# The sandbox every process of an app runs in (web, worker, beat, timers and
+# release hooks): one definition, rendered into each unit as `Key=Value` lines
+# and passed to systemd-run as properties. IPAddressDeny= is each process
+# role's own setting (a worker must reach its broker, a web process need not).
+SANDBOX = [
+    ("UMask", "0027"),
+    ("NoNewPrivileges", "yes"),
+    ("CapabilityBoundingSet", ""),
+    ("AmbientCapabilities", ""),
+    ("PrivateTmp", "yes"),
+    ("PrivateDevices", "yes"),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectProc", "invisible"),
+    ("ProcSubset", "pid"),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("LockPersonality", "yes"),
+    ("RemoveIPC", "yes"),
+    ("KeyringMode", "private"),
+    ("DevicePolicy", "closed"),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged @resources @mount @debug @cpu-emulation @obsolete @raw-io @reboot @swap @clock @module"),
+    ("SystemCallErrorNumber", "EPERM"),
+]
 TLS_MODES = ("letsencrypt", "selfsigned", "none")
 TLS_DIR = "/etc/flask-stack/tls"
 ACME_WEBROOT = "/var/www/acme-challenge"
@@ -122,6 +162,59 @@ def _check_timers(path: str, timers: Any) -> list[dict[str, Any]]:
     return result
 
 
+def _int_in(path: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        _fail(path, f"{value!r} must be an integer {bound}")
+    return value
+
+
+def _check_worker(path: str, worker: Any) -> dict[str, Any]:
+    if worker is None:
+        worker = {}
+    if not isinstance(worker, dict):
+        _fail(path, f"{worker!r} must be a mapping such as {{enabled: true, concurrency: auto}}")
+    unknown = sorted(set(worker) - {"enabled", "concurrency", "queues", "max_task_seconds"})
+    if unknown:
+        _fail(path, f"unknown key(s) {', '.join(unknown)} (known: concurrency, enabled, max_task_seconds, queues)")
+    enabled = worker.get("enabled", False)
+    if not isinstance(enabled, bool):
+        _fail(f"{path}.enabled", f"{enabled!r} must be true or false")
+    concurrency = worker.get("concurrency", "auto")
+    if concurrency != "auto":
+        _int_in(f"{path}.concurrency", concurrency, 1, 64)
+    queues = worker.get("queues", ["celery"])
+    if not isinstance(queues, list) or not queues:
+        _fail(f"{path}.queues", f"{queues!r} must be a non-empty list of queue names")
+    for j, queue in enumerate(queues):
+        if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+            _fail(f"{path}.queues[{j}]", f"{queue!r} must be a queue name of letters, digits, '_', '.' or '-'")
+    if len(set(queues)) != len(queues):
+        _fail(f"{path}.queues", f"{queues!r} lists a queue twice")
+    max_task = _int_in(f"{path}.max_task_seconds", worker.get("max_task_seconds", 300), 1, 86400)
+    return {"enabled": enabled, "concurrency": concurrency, "queues": list(queues), "max_task_seconds": max_task}
+
+
+def _check_hooks(path: str, hooks: Any) -> dict[str, list[str]]:
+    if hooks is None:
+        hooks = {}
+    if not isinstance(hooks, dict):
+        _fail(path, f"{hooks!r} must be a mapping such as {{before_switch: [commands]}}")
+    unknown = sorted(set(hooks) - set(HOOK_STAGES))
+    if unknown:
+        _fail(path, f"unknown hook(s) {', '.join(unknown)} (known: {', '.join(HOOK_STAGES)})")
+    result = {}
+    for stage in HOOK_STAGES:
+        commands = hooks.get(stage) or []
+        if not isinstance(commands, list):
+            _fail(f"{path}.{stage}", f"{commands!r} must be a list of commands")
+        for j, command in enumerate(commands):
+            if not isinstance(command, str) or not command.strip() or "\n" in command:
+                _fail(f"{path}.{stage}[{j}]", f"{command!r} must be a non-empty one-line string")
+        result[stage] = list(commands)
+    return result
+
+
 def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[str, Any]:
     where = f"apps[{index}]"
     if not isinstance(app, dict):
@@ -200,6 +293,25 @@ def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[s
     if tls_mode is not None and (not isinstance(tls_mode, str) or tls_mode not in TLS_MODES):
         _fail(f"{where}.tls_mode", f"{tls_mode!r} is not a TLS mode (known: {', '.join(TLS_MODES)}; unset = tls_mode_default)")
 
+    worker = _check_worker(f"{where}.worker", app.get("worker"))
+    beat = app.get("beat") or {}
+    if not isinstance(beat, dict):
+        _fail(f"{where}.beat", f"{beat!r} must be a mapping such as {{enabled: true}}")
+    if sorted(set(beat) - {"enabled"}):
+        _fail(f"{where}.beat", f"unknown key(s) {', '.join(sorted(set(beat) - {'enabled'}))} (known: enabled)")
+    beat_enabled = beat.get("enabled", False)
+    if not isinstance(beat_enabled, bool):
+        _fail(f"{where}.beat.enabled", f"{beat_enabled!r} must be true or false")
+    celery = worker["enabled"] or beat_enabled
+    celery_app = app.get("celery_app")
+    if celery and celery_app is None:
+        _fail(f"{where}.celery_app", "is required when worker or beat is enabled (e.g. 'hello.tasks:celery')")
+    if celery_app is not None and (not isinstance(celery_app, str) or not CELERY_APP_RE.match(celery_app)):
+        _fail(f"{where}.celery_app", f"{celery_app!r} must look like 'package.module:attribute'")
+    redis_db = app.get("redis_db", 0)
+    _int_in(f"{where}.redis_db", redis_db, 0, 15)
+    hooks = _check_hooks(f"{where}.hooks", app.get("hooks"))
+
     app_dir = app.get("dir", f"{BASE_DIR}/{name}")
     if not isinstance(app_dir, str) or not app_dir.startswith("/") or ".." in app_dir.split("/"):
         _fail(f"{where}.dir", f"{app_dir!r} must be an absolute path")
@@ -217,6 +329,12 @@ def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[s
         "workers": workers,
         "health_path": health_path,
         "env": {k: str(v) for k, v in env.items()},
+        "worker": worker,
+        "beat": {"enabled": beat_enabled},
+        "celery": celery,
+        "celery_app": celery_app,
+        "redis_db": redis_db,
+        "hooks": hooks,
         "requirements": requirements,
         "static_url": static_url,
         "static_dir": static_dir,
@@ -235,6 +353,19 @@ def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[s
         "candidate_socket_prefix": f"/run/gunicorn/{name}-candidate-",
         "user": f"app-{name}",
         "unit": f"gunicorn-{name}",
+        "worker_unit": f"celery-{name}-worker",
+        "beat_unit": f"celery-{name}-beat",
+        # beat's schedule lives in its StateDirectory= (/var/lib/<beat_state_dir>)
+        "beat_state_dir": f"flask-stack/{name}-beat",
+        # units of scheduled jobs are <job_unit_prefix><timer name>.{service,timer}
+        "job_unit_prefix": f"{name}-job-",
+        # the processes one release runs (beat runs on one host only: see
+        # flask_stack_processes)
+        "process_units": [f"gunicorn-{name}.service"]
+        + ([f"celery-{name}-worker.service"] if worker["enabled"] else [])
+        + ([f"celery-{name}-beat.service"] if beat_enabled else []),
+        "sandbox": [f"User=app-{name}", f"Group=app-{name}"] + [f"{k}={v}" for k, v in SANDBOX]
+        + [f"ReadWritePaths={app_dir}/shared"],
         "socket": f"/run/gunicorn/{name}.sock",
         "env_file": f"/etc/flask-stack/{name}.env",
         # HTTPS: nginx reads <tls_dir>/cert/{fullchain,privkey}.pem; `cert` links to
@@ -262,6 +393,13 @@ def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]
         _fail("tls_mode_default", f"{tls_default!r} is not a TLS mode (known: {', '.join(TLS_MODES)})")
     result = [_check_app(i, app, tls_default) for i, app in enumerate(apps)]
     seen_names: dict[str, int] = {}
+    seen_dbs: dict[int, str] = {}
+    for i, app in enumerate(result):
+        if app["celery"]:
+            if app["redis_db"] in seen_dbs:
+                _fail(f"apps[{i}] ({app['name']}).redis_db",
+                      f"{app['redis_db']!r} is already used by app {seen_dbs[app['redis_db']]!r} (one Redis database per app)")
+            seen_dbs[app["redis_db"]] = app["name"]
     seen_domains: dict[str, str] = {}
     for i, app in enumerate(result):
         if app["name"] in seen_names:
@@ -275,6 +413,26 @@ def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]
     return result
 
 
+def flask_stack_beat_host(app: Any, hosts: Any, hostvars: Any) -> str:
+    """The one host of ``hosts`` (the play's, in inventory order) that runs the
+    beat of ``app``: the first one whose ``apps`` list has an app of that name."""
+    name = app["name"] if isinstance(app, dict) else app
+    for host in hosts:
+        names = [a.get("name") for a in (hostvars[host].get("apps") or []) if isinstance(a, dict)]
+        if name in names:
+            return host
+    return ""
+
+
+def flask_stack_processes(app: dict[str, Any], host: str, hosts: Any, hostvars: Any) -> list[str]:
+    """The units one release of ``app`` runs on ``host``: web, the worker when
+    enabled, beat when enabled and ``host`` is its beat host."""
+    beat = f"{app['beat_unit']}.service"
+    here = flask_stack_beat_host(app, hosts, hostvars) == host
+    return [u for u in app["process_units"] if u != beat or here]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"flask_stack_apps": flask_stack_apps}
+        return {"flask_stack_apps": flask_stack_apps, "flask_stack_beat_host": flask_stack_beat_host,
+                "flask_stack_processes": flask_stack_processes}

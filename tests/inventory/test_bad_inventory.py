@@ -59,9 +59,13 @@ def without(key):
         ([{**GOOD, "name": "a/b"}], r"apps\[0\]\.name: 'a/b' must match"),
         ([GOOD, {**GOOD, "name": "two"}], r"apps\[1\] \(two\)\.domains: 'hello\.example\.com' is already claimed by app 'hello'"),
         ([{**GOOD, "python": {"kind": "pipenv"}}], r"apps\[0\] \(hello\)\.python\.kind: 'pipenv' is not a known kind"),
+        ([{**GOOD, "celery_app": "hello.tasks:celery", "worker": {"enabled": True, "concurrency": -1}}],
+         r"apps\[0\] \(hello\)\.worker\.concurrency: -1 must be an integer"),
+        ([{**GOOD, "celery_app": "hello.tasks:celery", "worker": {"enabled": True}}],
+         r"redis_password: apps hello enable worker or beat, so the Redis broker needs a password"),
     ],
     ids=["missing-name", "missing-domains", "invalid-domain", "name-dotdot", "name-slash", "duplicate-domain",
-         "unknown-python-kind"],
+         "unknown-python-kind", "bad-worker-concurrency", "broker-without-password"],
 )
 def test_bad_inventory_fails_before_any_change(tmp_path, apps, expected):
     result = run(tmp_path, apps)

@@ -150,3 +150,64 @@ def test_bad_tls_modes_name_the_variable_and_value(apps, kwargs, message):
     with pytest.raises(AnsibleFilterError) as err:
         model.flask_stack_apps(apps, **kwargs)
     assert message in str(err.value)
+
+
+# --- worker, beat, hooks (celery role, app role's hooks) ---------------------
+
+CELERY = {"celery_app": "hello.tasks:celery", "worker": {"enabled": True}}
+
+
+def test_worker_beat_and_hooks_defaults_and_derived_units():
+    (a,) = model.flask_stack_apps([app()])
+    assert a["worker"] == {"enabled": False, "concurrency": "auto", "queues": ["celery"], "max_task_seconds": 300}
+    assert a["beat"] == {"enabled": False} and a["celery"] is False
+    assert a["hooks"] == {"before_switch": []}
+    assert a["process_units"] == ["gunicorn-hello.service"]
+    (b,) = model.flask_stack_apps([app(**CELERY, beat={"enabled": True}, hooks={"before_switch": ["flask db upgrade"]})])
+    assert b["process_units"] == ["gunicorn-hello.service", "celery-hello-worker.service", "celery-hello-beat.service"]
+    assert b["worker_unit"] == "celery-hello-worker" and b["beat_unit"] == "celery-hello-beat"
+    assert b["beat_state_dir"] == "flask-stack/hello-beat"
+    assert b["hooks"]["before_switch"] == ["flask db upgrade"]
+    # one sandbox for every process of the app
+    assert "User=app-hello" in b["sandbox"] and "ReadWritePaths=/srv/apps/hello/shared" in b["sandbox"]
+    assert "ProtectSystem=strict" in b["sandbox"]
+
+
+def test_beat_runs_on_the_first_host_of_the_play_that_has_the_app():
+    hostvars = {"a": {"apps": [app(name="other")]}, "b": {"apps": [app()]}, "c": {"apps": [app()]}}
+    (b,) = model.flask_stack_apps([app(**CELERY, beat={"enabled": True})])
+    assert model.flask_stack_beat_host(b, ["a", "b", "c"], hostvars) == "b"
+    assert "celery-hello-beat.service" in model.flask_stack_processes(b, "b", ["a", "b", "c"], hostvars)
+    assert model.flask_stack_processes(b, "c", ["a", "b", "c"], hostvars) == [
+        "gunicorn-hello.service", "celery-hello-worker.service"]
+
+
+@pytest.mark.parametrize(
+    ("apps", "message"),
+    [
+        ([app(worker={"enabled": True})], "apps[0] (hello).celery_app: is required when worker or beat is enabled"),
+        ([app(beat={"enabled": True})], "apps[0] (hello).celery_app: is required"),
+        ([app(**{**CELERY, "celery_app": "hello tasks"})], "apps[0] (hello).celery_app: 'hello tasks' must look like"),
+        ([app(celery_app="x:y", worker={"enabled": "yes"})], "apps[0] (hello).worker.enabled: 'yes' must be true or false"),
+        ([app(celery_app="x:y", worker={"enabled": True, "concurrency": 0})],
+         "apps[0] (hello).worker.concurrency: 0 must be an integer between 1 and 64"),
+        ([app(celery_app="x:y", worker={"enabled": True, "concurrency": "lots"})], "apps[0] (hello).worker.concurrency: 'lots'"),
+        ([app(celery_app="x:y", worker={"enabled": True, "queues": []})], "apps[0] (hello).worker.queues: [] must be"),
+        ([app(celery_app="x:y", worker={"enabled": True, "queues": ["a b"]})], "apps[0] (hello).worker.queues[0]: 'a b'"),
+        ([app(celery_app="x:y", worker={"enabled": True, "max_task_seconds": 0})],
+         "apps[0] (hello).worker.max_task_seconds: 0 must be an integer between 1 and 86400"),
+        ([app(celery_app="x:y", worker={"enabled": True, "threads": 2})], "apps[0] (hello).worker: unknown key(s) threads"),
+        ([app(beat={"enabled": 1})], "apps[0] (hello).beat.enabled: 1 must be true or false"),
+        ([app(redis_db=16)], "apps[0] (hello).redis_db: 16 must be an integer between 0 and 15"),
+        ([app(**CELERY), app(**CELERY, name="two", domains=["two.example.com"])],
+         "apps[1] (two).redis_db: 0 is already used by app 'hello'"),
+        ([app(hooks={"before_switch": "flask db upgrade"})], "apps[0] (hello).hooks.before_switch: 'flask db upgrade' must be a list"),
+        ([app(hooks={"before_switch": [""]})], "apps[0] (hello).hooks.before_switch[0]: '' must be a non-empty one-line string"),
+        ([app(hooks={"before_switch": ["a\nb"]})], "apps[0] (hello).hooks.before_switch[0]:"),
+        ([app(hooks={"after_switch": ["x"]})], "apps[0] (hello).hooks: unknown hook(s) after_switch"),
+    ],
+)
+def test_bad_worker_beat_and_hooks_name_the_variable_and_value(apps, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        model.flask_stack_apps(apps)
+    assert message in str(err.value)

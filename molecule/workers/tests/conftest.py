@@ -1,0 +1,142 @@
+"""Workers-scenario helpers: the web host and the probe ("the outside"),
+the job API through nginx over HTTPS, unit PIDs, and playbook runs against
+the scenario's inventory with changed apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+SCENARIO = Path(__file__).resolve().parents[1]
+WEB = "flask-stack-workers-web"
+PROBE = "flask-stack-workers-probe"
+NETWORK = "flask-stack-workers"
+APP = "/srv/apps/hello"
+
+
+def scenario_vars() -> dict:
+    raw = (SCENARIO / "molecule.yml").read_text().replace("${MOLECULE_PROJECT_DIRECTORY}", str(ROOT))
+    raw = raw.replace("${MOLECULE_DISTRO:-debian12}", os.environ.get("MOLECULE_DISTRO", "debian12"))
+    return yaml.safe_load(raw)["provisioner"]["inventory"]["group_vars"]["web"]
+
+
+def exec_in(container: str, *cmd: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", container, *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def web(*cmd: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return exec_in(WEB, *cmd, timeout=timeout)
+
+
+def https(method: str, path: str, body: dict | None = None, domain: str = "hello.test") -> tuple[int, dict | None]:
+    """One request through nginx on the web host's 443, as a browser would send it."""
+    cmd = ["curl", "-sk", "--max-time", "15", "-o", "/dev/stdout", "-w", "\n%{http_code}", "-X", method,
+           "--resolve", f"{domain}:443:127.0.0.1", f"https://{domain}{path}"]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+    r = web(*cmd)
+    text, _, code = r.stdout.rpartition("\n")
+    try:
+        return int(code or 0), json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return int(code or 0), {"raw": text}
+
+
+def enqueue(kind: str, body: dict) -> str:
+    status, answer = https("POST", f"/api/jobs/{kind}", body)
+    assert status == 202, (status, answer)
+    return answer["id"]
+
+
+def wait_all(ids: list[str], timeout: float = 120) -> dict[str, dict]:
+    """Poll each job until it is SUCCESS or FAILURE (or the time is up)."""
+    done: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(ids) and time.monotonic() < deadline:
+        for job in ids:
+            if job in done:
+                continue
+            status, answer = https("GET", f"/api/jobs/{job}")
+            if status == 200 and answer and answer.get("state") in ("SUCCESS", "FAILURE"):
+                done[job] = answer
+        if len(done) < len(ids):
+            time.sleep(0.5)
+    return done
+
+
+def main_pid(unit: str) -> int:
+    return int(web("systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip() or 0)
+
+
+def unit_env(unit: str) -> dict[str, str]:
+    """The environment the unit's main process runs with right now."""
+    raw = web("cat", f"/proc/{main_pid(unit)}/environ").stdout
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def link_target(path: str) -> str:
+    return web("readlink", path).stdout.strip()
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+
+    @property
+    def changed(self) -> int:
+        m = re.search(r"changed=(\d+)", self.out.split("PLAY RECAP")[-1])
+        return int(m.group(1)) if m else -1
+
+
+def playbook(name: str, extra: dict, tmp_path: Path, wait: bool = True):
+    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*')))}.json"
+    vars_file.write_text(json.dumps(extra))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter")}
+    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
+    if not wait:
+        # output to a file: a pipe nobody reads while the deploy runs would fill up and stall it
+        log = open(tmp_path / f"{vars_file.stem}.log", "w+")  # noqa: SIM115 - closed by the caller's communicate()
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        proc.log = log
+        return proc
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return Run(proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture
+def app_copy(tmp_path):
+    """A copy of the sample app to change before deploying it."""
+    dst = tmp_path / "app"
+    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
+    return dst
+
+
+@pytest.fixture
+def deploy(tmp_path):
+    """deploy(hello={...}, second={...}, wait=True) runs playbooks/deploy.yml with the
+    scenario's apps, each entry updated with the given fields."""
+
+    def run(wait: bool = True, **changes):
+        apps = scenario_vars()["apps"]
+        for app in apps:
+            for key, value in changes.get(app["name"], {}).items():
+                if key == "env":
+                    app["env"] = {**app["env"], **value}
+                else:
+                    app[key] = value
+        return playbook("deploy.yml", {"apps": apps}, tmp_path, wait=wait)
+
+    return run
