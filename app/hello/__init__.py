@@ -20,6 +20,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from . import admin
+
 __version__ = "1.0.0"
 
 APP_NAME = "hello"
@@ -120,6 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     _register_routes(app)
+    admin.register(app)  # /admin/ (hello/admin.py)
     app.register_error_handler(HTTPException, _handle_http_exception)
     return app
 
