@@ -62,6 +62,11 @@ up() {
   export PATH="$PWD/.venv/bin:$PATH"
   mkdir -p "$state" && chmod 700 "$state"
   [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "flask-stack-demo" -f "$state/id_ed25519"
+  # the password of /admin/ (basic auth), made once and kept with the key
+  if [ ! -s "$state/admin-password" ]; then
+    (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$state/admin-password")
+  fi
+  chmod 600 "$state/admin-password"
 
   start_acme
   if [ -z "$(docker ps -q --filter "name=^${name}$")" ]; then
@@ -101,9 +106,12 @@ up() {
   url="https://hello.localhost:${https_port}/"
   echo "URL: $url"
   echo "CA: $PWD/$state/pebble-root.pem"
+  echo "AUTH: admin:$(cat "$state/admin-password")"
   curl -sS --fail --max-time 10 --cacert "$state/pebble-root.pem" \
     --resolve "hello.localhost:${https_port}:127.0.0.1" "${url}healthz"
   echo
+  curl -sS --fail -o /dev/null --max-time 10 --cacert "$state/pebble-root.pem" -u "admin:$(cat "$state/admin-password")" \
+    --resolve "hello.localhost:${https_port}:127.0.0.1" "${url}admin/"
 }
 
 case "${1:-up}" in

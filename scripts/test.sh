@@ -25,6 +25,7 @@ stage "apps model + inventory pytest" pytest -q tests/unit tests/inventory
 stage "hardening bad-input pytest" pytest -q tests/hardening
 stage "conda environments (skip offline)" pytest -q -rs tests/conda
 stage "AWS provisioning against moto" pytest -q tests/provision
+stage "apt test tools (testssl.sh)" scripts/ensure-apt.sh testssl.sh
 stage "docker engine + base image" bash -c 'scripts/ensure-docker.sh && molecule/resources/build-image.sh >/dev/null'
 stage "molecule test (default)" molecule test -s default
 stage "molecule test (deploy)" molecule test -s deploy
