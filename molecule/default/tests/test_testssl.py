@@ -1,7 +1,7 @@
 """The TLS gate: testssl.sh (Debian's package, installed on this machine by
 scripts/ensure-apt.sh) against the published HTTPS port, with the
 certificate Pebble issued. Any finding of severity MEDIUM or higher fails,
-except the ids in molecule/default/testssl-allowlist.yml (each with its
+except the ids in testssl-allowlist.yml (next to this file) (each with its
 reason).
 
 Checks run (to keep the run short): protocols (-p), cipher categories (-s),
@@ -24,7 +24,7 @@ from conftest import HTTPS_PORT
 
 testinfra_hosts = ["ansible://web"]
 
-ALLOWLIST = Path(__file__).resolve().parents[1] / "testssl-allowlist.yml"
+ALLOWLIST = Path(__file__).resolve().parent / "testssl-allowlist.yml"
 FAILING = ("MEDIUM", "HIGH", "CRITICAL")
 CHECKS = ["-p", "-s", "-f", "-P", "-S", "-h", "-U"]
 DOMAIN = "hello.test"
