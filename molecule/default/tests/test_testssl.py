@@ -30,7 +30,7 @@ CHECKS = ["-p", "-s", "-f", "-P", "-S", "-h", "-U"]
 DOMAIN = "hello.test"
 
 
-def testssl_bin() -> str:
+def _testssl_bin() -> str:
     found = shutil.which("testssl") or shutil.which("testssl.sh")
     assert found, "testssl.sh is not installed: scripts/ensure-apt.sh testssl.sh (make test does this)"
     return found
@@ -53,7 +53,7 @@ def findings(pebble_root, tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("testssl") / "testssl.json"
     start = time.monotonic()
     run = subprocess.run(
-        [testssl_bin(), "--jsonfile", str(out), "--ip", "127.0.0.1", "--add-ca", str(pebble_root),
+        [_testssl_bin(), "--jsonfile", str(out), "--ip", "127.0.0.1", "--add-ca", str(pebble_root),
          "--quiet", "--color", "0", "--warnings", "off", "--sneaky", *CHECKS, f"{DOMAIN}:{HTTPS_PORT}"],
         capture_output=True, text=True, timeout=900,
     )
