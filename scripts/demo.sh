@@ -57,16 +57,21 @@ wait_for_systemd() {
   done
 }
 
+# A random URL-safe secret in file $1 (0600), unless it already holds one.
+secret_file() {
+  [ -s "$1" ] || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$1")
+  chmod 600 "$1"
+}
+
 up() {
   image="$(molecule/resources/build-image.sh "$distro")"
   export PATH="$PWD/.venv/bin:$PATH"
   mkdir -p "$state" && chmod 700 "$state"
   [ -f "$state/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "flask-stack-demo" -f "$state/id_ed25519"
-  # the demo's Redis password (its "vault"): made once, kept across re-runs
-  if [ ! -s "$state/redis_password" ]; then
-    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$state/redis_password")
-  fi
-  chmod 600 "$state/redis_password"
+  # the demo's secrets (its "vault"), made once and kept across re-runs:
+  # the Redis broker's password and the password of /admin/ (basic auth)
+  secret_file "$state/redis_password"
+  secret_file "$state/admin-password"
 
   start_acme
   if [ -z "$(docker ps -q --filter "name=^${name}$")" ]; then
@@ -106,6 +111,7 @@ up() {
   url="https://hello.localhost:${https_port}/"
   echo "URL: $url"
   echo "CA: $PWD/$state/pebble-root.pem"
+  echo "AUTH: admin:$(cat "$state/admin-password")"
   curl -sS --fail --max-time 10 --cacert "$state/pebble-root.pem" \
     --resolve "hello.localhost:${https_port}:127.0.0.1" "${url}healthz"
   echo
@@ -120,6 +126,8 @@ up() {
     sleep 0.5
   done
   echo "job add(2, 3) $job: $answer"
+  curl -sS --fail -o /dev/null --max-time 10 --cacert "$state/pebble-root.pem" -u "admin:$(cat "$state/admin-password")" \
+    --resolve "hello.localhost:${https_port}:127.0.0.1" "${url}admin/"
 }
 
 case "${1:-up}" in

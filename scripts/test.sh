@@ -26,6 +26,7 @@ stage "load counter pytest (bad local servers)" pytest -q tests/load
 stage "hardening bad-input pytest" pytest -q tests/hardening
 stage "conda environments (skip offline)" pytest -q -rs tests/conda
 stage "AWS provisioning against moto" pytest -q tests/provision
+stage "apt test tools (testssl.sh)" scripts/ensure-apt.sh testssl.sh
 stage "docker engine + base image" bash -c 'scripts/ensure-docker.sh && molecule/resources/build-image.sh >/dev/null'
 stage "redis role on a systemd container" pytest -q tests/redis
 stage "molecule test (default)" molecule test -s default

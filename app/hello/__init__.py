@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hello import jobs
+from . import admin
 
 __version__ = "1.0.0"
 
@@ -126,6 +127,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     _register_routes(app)
     jobs.init_app(app)
+    admin.register(app)  # /admin/ (hello/admin.py)
     app.register_error_handler(HTTPException, _handle_http_exception)
     return app
 

@@ -76,6 +76,13 @@ SANDBOX = [
 TLS_MODES = ("letsencrypt", "selfsigned", "none")
 TLS_DIR = "/etc/flask-stack/tls"
 ACME_WEBROOT = "/var/www/acme-challenge"
+# Basic auth in front of chosen URL paths (nginx role): one htpasswd file per
+# protected path, read by nginx (group www-data).
+KNOWN_KEYS.add("basic_auth")
+AUTH_PATH_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
+# htpasswd user names: no ':' (the field separator), no spaces or control characters.
+AUTH_USER_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+HTPASSWD_DIR = "/etc/nginx/htpasswd"
 
 
 def _fail(path: str, msg: str) -> None:
@@ -377,6 +384,68 @@ def _check_app(index: int, app: Any, tls_default: str = "letsencrypt") -> dict[s
     }
 
 
+def _check_basic_auth(index: int, raw: Any, app: dict[str, Any]) -> dict[str, Any]:
+    """``basic_auth: [{path: /admin/, users: [{name, password}]}]``: checked,
+    and each entry given the htpasswd file nginx reads. Error messages never
+    show a password."""
+    where = f"apps[{index}] ({app['name']}).basic_auth"
+    entries = raw.get("basic_auth", []) if isinstance(raw, dict) else []
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        _fail(where, f"{entries!r} must be a list of {{path, users: [{{name, password}}]}}")
+    result = []
+    seen_paths: set[str] = set()
+    for j, entry in enumerate(entries):
+        at = f"{where}[{j}]"
+        if not isinstance(entry, dict):
+            _fail(at, "must be a mapping with path and users")
+        unknown = sorted(set(entry) - {"path", "users", "realm"})
+        if unknown:
+            _fail(at, f"unknown key(s) {', '.join(unknown)} (known: path, users, realm)")
+        path = entry.get("path")
+        if not isinstance(path, str) or not AUTH_PATH_RE.match(path):
+            _fail(f"{at}.path", f"{path!r} must be a URL path that starts and ends with '/' "
+                                "(segments of A-Z a-z 0-9 . _ ~ -), e.g. /admin/")
+        if "." in path.strip("/").split("/") or ".." in path.strip("/").split("/"):
+            _fail(f"{at}.path", f"{path!r} must not contain '.' or '..' segments")
+        if path in seen_paths:
+            _fail(f"{at}.path", f"{path!r} is protected twice")
+        seen_paths.add(path)
+        if app["health_path"].startswith(path):
+            _fail(f"{at}.path", f"{path!r} would put health_path {app['health_path']!r} behind the password "
+                                "(health checks and load balancers send none); protect a narrower path")
+        realm = entry.get("realm", "Restricted")
+        if not isinstance(realm, str) or not realm or '"' in realm or "\\" in realm or "\n" in realm:
+            _fail(f"{at}.realm", f"{realm!r} must be a non-empty one-line string without quotes or backslashes")
+        users = entry.get("users")
+        if not isinstance(users, list) or not users:
+            _fail(f"{at}.users", "must be a non-empty list of {name, password}")
+        names: set[str] = set()
+        checked = []
+        for k, user in enumerate(users):
+            uat = f"{at}.users[{k}]"
+            if not isinstance(user, dict) or sorted(user) != ["name", "password"]:
+                keys = sorted(user) if isinstance(user, dict) else type(user).__name__
+                _fail(uat, f"must be a mapping with exactly name and password (got {keys})")
+            name = user["name"]
+            if not isinstance(name, str) or not AUTH_USER_RE.match(name):
+                _fail(f"{uat}.name", f"{name!r} is not a valid htpasswd user name (1-64 of A-Z a-z 0-9 . _ @ -)")
+            if name in names:
+                _fail(f"{uat}.name", f"{name!r} is listed twice for {path}")
+            names.add(name)
+            password = user["password"]
+            if isinstance(password, bool) or not isinstance(password, (str, int)) or not str(password).strip():
+                _fail(f"{uat}.password", f"(user {name!r}) must be a non-empty string (from the vault)")
+            if "\n" in str(password):
+                _fail(f"{uat}.password", f"(user {name!r}) must not contain a newline")
+            checked.append({"name": name, "password": str(password)})
+        slug = path.strip("/").replace("/", "+") or "root"  # "+" never occurs in a path: unique
+        result.append({"path": path, "realm": realm, "users": checked,
+                       "htpasswd_file": f"{HTPASSWD_DIR}/{app['name']}.{slug}"})
+    return {**app, "basic_auth": result}
+
+
 def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]:
     """Validate the ``apps`` list and return it with defaults and derived fields.
 
@@ -391,7 +460,7 @@ def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]
         tls_default = "letsencrypt"
     if not isinstance(tls_default, str) or tls_default not in TLS_MODES:
         _fail("tls_mode_default", f"{tls_default!r} is not a TLS mode (known: {', '.join(TLS_MODES)})")
-    result = [_check_app(i, app, tls_default) for i, app in enumerate(apps)]
+    result = [_check_basic_auth(i, app, _check_app(i, app, tls_default)) for i, app in enumerate(apps)]
     seen_names: dict[str, int] = {}
     seen_dbs: dict[int, str] = {}
     for i, app in enumerate(result):
