@@ -4,6 +4,7 @@ Run from the repository root:  .venv/bin/pytest tests/provision -q
 The moto server, the fake AMIs and the unrelated resources are set up by fixtures; nothing reaches AWS.
 """
 
+import ipaddress
 import os
 import re
 import subprocess
@@ -24,8 +25,10 @@ REGION = SETTINGS["aws_instance_region"]
 ENV_NAME = SETTINGS["aws_instance_env"]
 NAME = f"flask-stack-{ENV_NAME}-web"
 OUR_TAGS = {"Project": "flask-stack", "Environment": ENV_NAME, "Name": NAME}
-ADMIN_V4 = [c for c in SETTINGS["aws_instance_admin_cidrs"] if ":" not in c]
-ADMIN_V6 = [c for c in SETTINGS["aws_instance_admin_cidrs"] if ":" in c]
+# The security group holds networks in address/prefix form: a single address becomes /32 or /128.
+ADMIN_NETWORKS = [ipaddress.ip_network(c).with_prefixlen for c in SETTINGS["aws_instance_admin_cidrs"]]
+ADMIN_V4 = [c for c in ADMIN_NETWORKS if ":" not in c]
+ADMIN_V6 = [c for c in ADMIN_NETWORKS if ":" in c]
 PUBLIC_PORTS = (80, 443)
 AMI_PREFIX = SETTINGS["aws_instance_ami_name"].rstrip("*")
 
@@ -216,7 +219,8 @@ def inventory_file(tmp_path_factory):
 
 BAD_INPUTS = {
     "admin-cidr": ('{"aws_instance_admin_cidrs": ["203.0.113.7/32", "not-a-cidr"]}', "aws_instance_admin_cidrs", "not-a-cidr"),
-    "admin-cidr-host-bits": ('{"aws_instance_admin_cidrs": ["10.1.2.3/8"]}', "aws_instance_admin_cidrs", "10.1.2.3/8"),
+    "admin-cidr-host-bits": ('{"aws_instance_admin_cidrs": ["10.1.2.3/8"]}', "aws_instance_admin_cidrs[0]", "10.1.2.3/8"),
+    "admin-cidr-empty": ('{"aws_instance_admin_cidrs": []}', "aws_instance_admin_cidrs", "must list the networks"),
     "instance-type": ('{"aws_instance_type": ""}', "aws_instance_type", 'got: ""'),
     "region": ('{"aws_instance_region": ""}', "aws_instance_region", 'got: ""'),
     "port": ('{"aws_instance_public_ports": [80, 70000]}', "aws_instance_public_ports", "70000"),

@@ -10,9 +10,10 @@ fail2ban's ufw action) are never touched.
 
 from __future__ import annotations
 
-import ipaddress
+import importlib.util
 import re
 import shlex
+from pathlib import Path
 from typing import Any
 
 COMMENT_PREFIX = "flask-stack "
@@ -21,27 +22,15 @@ _COMMENT_OK = re.compile(r"^[A-Za-z0-9 ._:/@+-]{0,60}$")
 _SHOWN_COMMENT = re.compile(r" comment '([^']*)'$")
 
 
-def _port_error(name: str, value: Any) -> str | None:
-    text = str(value)
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 65535:
-        return f"{name}: {value!r} is not a port (an integer from 1 to 65535)"
-    return None
-
-
-def _network_error(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value.strip() == value and value:
-        try:
-            ipaddress.ip_network(value, strict=True)
-            return None
-        except ValueError as exc:
-            if "host bits set" in str(exc):
-                return f"{name}: {value!r} has host bits set; write the network address ({exc})"
-    return (f"{name}: {value!r} is not an IPv4/IPv6 address or network in CIDR notation "
-            "(e.g. 203.0.113.0/24 or 2001:db8::/32)")
-
-
-def _normal_network(value: str) -> str:
-    return str(ipaddress.ip_network(value, strict=True))
+# What a port and a network are is defined once, in the repository's shared
+# filter plugins (also used by the AWS security group and the web ports).
+_SHARED_PATH = Path(__file__).resolve().parents[3] / "plugins" / "filter" / "flask_stack_net.py"
+_spec = importlib.util.spec_from_file_location("flask_stack_net_shared", _SHARED_PATH)
+_shared = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shared)
+_port_error = _shared.port_error
+_network_error = _shared.network_error
+_normal_network = _shared.normal_network
 
 
 def firewall_config_errors(ssh_port: Any, ssh_allow_from: Any, public_ports: Any, extra_rules: Any) -> list[str]:
