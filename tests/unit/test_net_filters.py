@@ -56,3 +56,35 @@ def test_port_errors():
         "ports[4]: 'http' is not a port (an integer from 1 to 65535)"]
     assert net.flask_stack_port_errors([80, 70000], ["web_http_port", "web_https_port"]) == [
         "web_https_port: 70000 is not a port (an integer from 1 to 65535)"]
+
+
+shared = _load("flask_stack_shared", ROOT / "plugins/filter/flask_stack_shared.py")
+
+
+def test_shared_values_fall_back_once_and_follow_the_inventory():
+    assert shared.flask_stack_shared(None, "ssh_port") == 22
+    assert shared.flask_stack_shared(2222, "ssh_port") == 2222
+    assert shared.flask_stack_shared(None, "base_admin_user") == "deploy"
+    with pytest.raises(AnsibleFilterError, match="unknown shared variable 'sshport'"):
+        shared.flask_stack_shared(None, "sshport")
+
+
+def test_no_role_repeats_a_shared_fallback():
+    """Each cross-role value has one definition: no role default spells a
+    shared name's fallback itself (`ssh_port | default(22)`)."""
+    import re
+    offenders = []
+    for path in sorted(ROOT.glob("roles/*/defaults/main.yml")):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            for name in shared.SHARED_DEFAULTS:
+                if re.search(rf"\b{name}\s*\|\s*default\((?!none\))", line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+    assert offenders == []
+
+
+def test_base_creates_the_user_ssh_hardening_requires():
+    import yaml
+    base = yaml.safe_load((ROOT / "roles/base/defaults/main.yml").read_text())
+    ssh = yaml.safe_load((ROOT / "roles/ssh_hardening/defaults/main.yml").read_text())
+    assert base["base_admin_user"] == shared.SHARED_DEFAULTS["base_admin_user"]
+    assert "base_admin_user" in ssh["ssh_hardening_admin_user"]
