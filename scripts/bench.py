@@ -138,6 +138,32 @@ def recap_changed(text: str) -> int:
 
 # --- measurements -------------------------------------------------------------
 
+BENCH_HTTP_PORT = 8099
+BENCH_SITE = "/etc/nginx/conf.d/zz-flask-stack-bench.conf"
+# The app's HTTPS server block, re-listened on plain HTTP on loopback for the
+# length of the run: the same proxy settings, headers and access log, no TLS.
+_PLAIN_SITE = r"""
+import re, sys
+text = open(sys.argv[1]).read()
+block = text[text.rindex("server {"):]
+keep = [l for l in block.splitlines() if not re.match(r"\s*(listen|ssl_|http2 )", l)]
+keep.insert(1, "    listen 127.0.0.1:%s;" % sys.argv[2])
+open(sys.argv[3], "w").write("\n".join(keep) + "\n")
+"""
+
+
+def unit_flags(argv: str) -> list[str]:
+    """The worker model and logging of the app's unit, for gunicorn alone on equal terms."""
+    flags = ["--workers", re.search(r"--workers (\d+)", argv).group(1)]
+    for opt in ("--worker-class", "--threads"):
+        found = re.search(rf"{opt} (\S+)", argv)
+        if found:
+            flags += [opt, found.group(1)]
+    if "--access-logfile" in argv:
+        flags += ["--access-logfile", "-"]
+    return flags
+
+
 def bench_throughput(duration: int, connections: int) -> dict:
     url = nginx_url()
     log(f"/api/add through nginx ({url}), {duration}s, {connections} connections")
@@ -145,14 +171,29 @@ def bench_throughput(duration: int, connections: int) -> dict:
     log("static file through nginx")
     static = wrk(f"{url}/static/style.css", duration, connections)
 
-    # gunicorn alone: the same release, environment, user and worker count on
-    # a loopback TCP port for the length of the run, then stopped.
+    # nginx over plain HTTP: the app's server block without TLS on a loopback
+    # port, so the proxy's own cost is measured apart from TLS.
+    site = f"/etc/nginx/sites-enabled/app-{APP}.conf"
+    vm("python3", "-c", _PLAIN_SITE, site, str(BENCH_HTTP_PORT), BENCH_SITE)
+    try:
+        vm("nginx", "-t", "-q")
+        vm("systemctl", "reload", "nginx")
+        time.sleep(1)
+        log(f"/api/add through nginx over plain HTTP (127.0.0.1:{BENCH_HTTP_PORT})")
+        via_nginx_http = wrk(f"http://{DOMAIN}:{BENCH_HTTP_PORT}/api/add?a=5&b=6", duration, connections)
+    finally:
+        vm("rm", "-f", BENCH_SITE)
+        vm("systemctl", "reload", "nginx")
+
+    # gunicorn alone: the same release, environment, user, workers, worker
+    # class and access logging as the app's unit, on a loopback TCP port for
+    # the length of the run, then stopped.
     argv = vm("systemctl", "show", "-p", "ExecStart", "--value", f"gunicorn-{APP}.service").stdout
-    workers = re.search(r"--workers (\d+)", argv).group(1)
-    log(f"/api/add straight to gunicorn ({workers} workers on 127.0.0.1:9000)")
+    flags = unit_flags(argv)
+    log(f"/api/add straight to gunicorn ({' '.join(flags)} on 127.0.0.1:9000)")
     vm("systemd-run", "--unit", "bench-gunicorn", "--uid", f"app-{APP}", "--gid", f"app-{APP}",
        "-p", f"WorkingDirectory=/srv/apps/{APP}/current", "-p", f"EnvironmentFile=/etc/flask-stack/{APP}.env",
-       f"/srv/apps/{APP}/current/.python/bin/python", "-m", "gunicorn", "--workers", workers,
+       f"/srv/apps/{APP}/current/.python/bin/python", "-m", "gunicorn", *flags,
        "--bind", "127.0.0.1:9000", "--no-control-socket", "hello.wsgi:app")
     try:
         for _ in range(100):
@@ -164,9 +205,12 @@ def bench_throughput(duration: int, connections: int) -> dict:
         vm("systemctl", "stop", "bench-gunicorn", check=False)
     return {
         "url": url,
+        "gunicorn_flags": flags,
         "api_via_nginx": via_nginx,
+        "api_via_nginx_http": via_nginx_http,
         "api_direct_gunicorn": direct,
         "nginx_over_gunicorn_rps": round(via_nginx["rps"] / direct["rps"], 3) if direct["rps"] else None,
+        "nginx_http_over_gunicorn_rps": round(via_nginx_http["rps"] / direct["rps"], 3) if direct["rps"] else None,
         "static_via_nginx": static,
         "static_over_app_rps": round(static["rps"] / via_nginx["rps"], 2) if via_nginx["rps"] else None,
     }
@@ -338,7 +382,9 @@ def table(results: dict) -> str:
         rows += [
             ("/api/add via nginx", f"{t['api_via_nginx']['rps']:.0f} req/s, p99 {t['api_via_nginx']['p99_ms']} ms"),
             ("/api/add direct gunicorn", f"{t['api_direct_gunicorn']['rps']:.0f} req/s, p99 {t['api_direct_gunicorn']['p99_ms']} ms"),
-            ("nginx / direct (req/s)", f"{t['nginx_over_gunicorn_rps']}"),
+            ("/api/add via nginx, plain HTTP", f"{t['api_via_nginx_http']['rps']:.0f} req/s, p99 {t['api_via_nginx_http']['p99_ms']} ms"),
+            ("nginx HTTPS / direct (req/s)", f"{t['nginx_over_gunicorn_rps']}"),
+            ("nginx HTTP / direct (req/s)", f"{t['nginx_http_over_gunicorn_rps']}"),
             ("static via nginx", f"{t['static_via_nginx']['rps']:.0f} req/s, p99 {t['static_via_nginx']['p99_ms']} ms"),
             ("static / app (req/s)", f"{t['static_over_app_rps']}"),
         ]
@@ -371,6 +417,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per throughput run (max 60)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-converge", action="store_true", help="skip the fresh-VM converge timing")
+    parser.add_argument("--only-throughput", action="store_true",
+                        help="only the proxy comparison (nginx HTTPS, nginx HTTP, gunicorn alone); no redeploy")
     args = parser.parse_args()
     duration = max(1, min(args.duration, 60))
 
@@ -385,6 +433,10 @@ def main() -> None:
         log("installing wrk in the demo VM (apt)")
         vm("apt-get", "install", "-y", "-qq", "wrk", timeout=600)
     results["throughput"] = bench_throughput(duration, args.connections)
+    if args.only_throughput:
+        print(table(results))
+        print(json.dumps(results["throughput"], indent=2))
+        return
     results["redeploy"] = bench_redeploy(args.connections)
     results["kill"] = bench_kill(args.connections)
     results["envs"] = bench_envs()
