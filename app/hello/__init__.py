@@ -11,6 +11,7 @@ import math
 import os
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hello import jobs
 from . import admin
+
+# /api/sleep waits at most this long (milliseconds).
+SLEEP_MAX_MS = 2000
 
 __version__ = "1.0.0"
 
@@ -161,6 +165,16 @@ def _register_routes(app: Flask) -> None:
         if isinstance(total, float) and not math.isfinite(total):
             return _json_error("sum of 'a' and 'b' is out of range", 400)
         return jsonify(status="OK", sum=total)
+
+    @app.get("/api/sleep")
+    def api_sleep() -> ResponseReturnValue:
+        # An I/O-bound request (waiting, not computing): what the worker
+        # classes differ on. Bounded so one request cannot hold a worker long.
+        raw = request.args.get("ms", "")
+        if not raw.isdigit() or int(raw) > SLEEP_MAX_MS:
+            return _json_error(f"'ms' must be a whole number of milliseconds from 0 to {SLEEP_MAX_MS}", 400)
+        time.sleep(int(raw) / 1000)
+        return jsonify(status="OK", slept_ms=int(raw))
 
     @app.get("/api/whoami")
     def api_whoami() -> Response:

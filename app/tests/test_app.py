@@ -446,3 +446,24 @@ def test_wsgi_module_exposes_app(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(wsgi.app, Flask)
     data = wsgi.app.test_client().get("/healthz").get_json()
     assert data == {"status": "OK", "release": "wsgi-release", "version": "1.0.0"}
+
+
+# --- /api/sleep ---------------------------------------------------------------
+
+
+def test_sleep_waits_the_requested_time(client: FlaskClient) -> None:
+    import time
+
+    start = time.monotonic()
+    response = client.get("/api/sleep?ms=200")
+    elapsed = time.monotonic() - start
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "OK", "slept_ms": 200}
+    assert 0.2 <= elapsed < 1.5
+
+
+@pytest.mark.parametrize("ms", ["", "-1", "abc", "1.5", "2001"])
+def test_sleep_refuses_bad_or_long_waits(client: FlaskClient, ms: str) -> None:
+    response = client.get("/api/sleep", query_string={"ms": ms})
+    assert response.status_code == 400
+    assert "'ms' must be a whole number" in response.get_json()["error"]

@@ -446,6 +446,26 @@ def _check_basic_auth(index: int, raw: Any, app: dict[str, Any]) -> dict[str, An
     return {**app, "basic_auth": result}
 
 
+# The web process's worker model, per app (gunicorn role): sync (one request
+# per worker), gthread (``threads`` requests per worker) or gevent (greenlets;
+# the app's lock must include gevent, checked by python_env before the build).
+KNOWN_KEYS.update({"worker_class", "threads"})
+WORKER_CLASSES = ("sync", "gthread", "gevent")
+GTHREAD_DEFAULT_THREADS = 4
+
+
+def _check_worker_model(index: int, raw: dict[str, Any], app: dict[str, Any]) -> dict[str, Any]:
+    where = f"apps[{index}] ({app['name']})"
+    worker_class = raw.get("worker_class", "sync")
+    if not isinstance(worker_class, str) or worker_class not in WORKER_CLASSES:
+        _fail(f"{where}.worker_class", f"{worker_class!r} is not a worker class (known: {', '.join(WORKER_CLASSES)})")
+    threads = raw.get("threads", GTHREAD_DEFAULT_THREADS if worker_class == "gthread" else 1)
+    _int_in(f"{where}.threads", threads, 1, 64)
+    if threads != 1 and worker_class != "gthread":
+        _fail(f"{where}.threads", f"{threads!r} needs worker_class gthread (worker_class is {worker_class!r})")
+    return {**app, "worker_class": worker_class, "threads": threads}
+
+
 def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]:
     """Validate the ``apps`` list and return it with defaults and derived fields.
 
@@ -460,7 +480,8 @@ def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]
         tls_default = "letsencrypt"
     if not isinstance(tls_default, str) or tls_default not in TLS_MODES:
         _fail("tls_mode_default", f"{tls_default!r} is not a TLS mode (known: {', '.join(TLS_MODES)})")
-    result = [_check_basic_auth(i, app, _check_app(i, app, tls_default)) for i, app in enumerate(apps)]
+    result = [_check_worker_model(i, app, _check_basic_auth(i, app, _check_app(i, app, tls_default)))
+              for i, app in enumerate(apps)]
     seen_names: dict[str, int] = {}
     seen_dbs: dict[int, str] = {}
     for i, app in enumerate(result):

@@ -111,8 +111,9 @@ def test_unit_for_conda_app_runs_the_environments_interpreter():
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles/gunicorn/templates"),
                              undefined=jinja2.StrictUndefined)
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = lambda v: str(v).lower() in ("1", "true", "yes", "on")
     unit = env.get_template("gunicorn.service.j2").render(
-        app=app, ansible_managed="test", _gunicorn_auto_workers=3, gunicorn_worker_class="sync", gunicorn_threads=1,
+        app=app, ansible_managed="test", _gunicorn_auto_workers=3, gunicorn_access_log=False,
         gunicorn_timeout=30, gunicorn_graceful_timeout=30, gunicorn_max_requests=0, gunicorn_max_requests_jitter=0,
         gunicorn_start_timeout=60, gunicorn_restart_sec=2, gunicorn_ip_address_deny="")
     assert "ExecStart=/srv/apps/sci/current/.python/bin/python -m gunicorn" in unit
