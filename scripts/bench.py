@@ -216,6 +216,37 @@ def bench_throughput(duration: int, connections: int) -> dict:
     }
 
 
+def bench_worker_classes(duration: int, connections: int) -> dict:
+    """sync against gthread (and gevent, when the app's environment has it) on
+    the I/O-bound /api/sleep?ms=200, gunicorn alone with the unit's worker
+    count, so only the worker class differs."""
+    argv = vm("systemctl", "show", "-p", "ExecStart", "--value", f"gunicorn-{APP}.service").stdout
+    workers = re.search(r"--workers (\d+)", argv).group(1)
+    python = f"/srv/apps/{APP}/current/.python/bin/python"
+    models = {"sync": ["--worker-class", "sync"], "gthread": ["--worker-class", "gthread", "--threads", "4"]}
+    if vm(python, "-c", "import gevent", check=False).returncode == 0:
+        models["gevent"] = ["--worker-class", "gevent"]
+    out: dict = {"workers": int(workers), "path": "/api/sleep?ms=200", "connections": connections}
+    for name, flags in models.items():
+        log(f"/api/sleep?ms=200 straight to gunicorn, {name} ({workers} workers)")
+        vm("systemd-run", "--unit", "bench-gunicorn", "--uid", f"app-{APP}", "--gid", f"app-{APP}",
+           "-p", f"WorkingDirectory=/srv/apps/{APP}/current", "-p", f"EnvironmentFile=/etc/flask-stack/{APP}.env",
+           python, "-m", "gunicorn", "--workers", workers, *flags,
+           "--bind", "127.0.0.1:9000", "--no-control-socket", "hello.wsgi:app")
+        try:
+            for _ in range(100):
+                if vm("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:9000/healthz", check=False).returncode == 0:
+                    break
+                time.sleep(0.1)
+            out[name] = wrk("http://127.0.0.1:9000/api/sleep?ms=200", duration, connections)
+        finally:
+            vm("systemctl", "stop", "bench-gunicorn", check=False)
+    if out["sync"]["rps"]:
+        for name in models:
+            out[f"{name}_over_sync_rps"] = round(out[name]["rps"] / out["sync"]["rps"], 2)
+    return out
+
+
 def bench_redeploy(connections: int) -> dict:
     url = nginx_url()
     before = vm("curl", "-sk", f"{url}/healthz").stdout
@@ -418,7 +449,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-converge", action="store_true", help="skip the fresh-VM converge timing")
     parser.add_argument("--only-throughput", action="store_true",
-                        help="only the proxy comparison (nginx HTTPS, nginx HTTP, gunicorn alone); no redeploy")
+                        help="only the proxy comparison and the worker classes; no redeploy, crash or env runs")
     args = parser.parse_args()
     duration = max(1, min(args.duration, 60))
 
@@ -433,9 +464,9 @@ def main() -> None:
         log("installing wrk in the demo VM (apt)")
         vm("apt-get", "install", "-y", "-qq", "wrk", timeout=600)
     results["throughput"] = bench_throughput(duration, args.connections)
+    results["worker_classes"] = bench_worker_classes(duration, args.connections)
     if args.only_throughput:
-        print(table(results))
-        print(json.dumps(results["throughput"], indent=2))
+        print(json.dumps({k: results[k] for k in ("throughput", "worker_classes")}, indent=2))
         return
     results["redeploy"] = bench_redeploy(args.connections)
     results["kill"] = bench_kill(args.connections)
