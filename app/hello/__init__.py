@@ -176,6 +176,18 @@ def _register_routes(app: Flask) -> None:
         time.sleep(int(raw) / 1000)
         return jsonify(status="OK", slept_ms=int(raw))
 
+    @app.get("/api/time")
+    def api_time() -> Response:
+        # A fresh value per request, so a cached answer is recognisable
+        # (nginx microcaching: apps[].cache). ?cookie=1 sets a cookie and
+        # ?nostore=1 forbids caching: responses a cache must not keep.
+        response = jsonify(status="OK", ns=time.time_ns())
+        if request.args.get("cookie") == "1":
+            response.set_cookie("seen", "1")
+        if request.args.get("nostore") == "1":
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.get("/api/whoami")
     def api_whoami() -> Response:
         return jsonify(status="OK", client=request.remote_addr, scheme=request.scheme)

@@ -467,3 +467,16 @@ def test_sleep_refuses_bad_or_long_waits(client: FlaskClient, ms: str) -> None:
     response = client.get("/api/sleep", query_string={"ms": ms})
     assert response.status_code == 400
     assert "'ms' must be a whole number" in response.get_json()["error"]
+
+
+# --- /api/time (microcaching) -------------------------------------------------
+
+
+def test_time_is_fresh_per_request_and_can_set_a_cookie_or_forbid_storing(client: FlaskClient) -> None:
+    first = client.get("/api/time").get_json()
+    second = client.get("/api/time").get_json()
+    assert first["status"] == "OK" and second["ns"] > first["ns"]
+    plain = client.get("/api/time")
+    assert "Set-Cookie" not in plain.headers and "Cache-Control" not in plain.headers
+    assert client.get("/api/time?cookie=1").headers["Set-Cookie"].startswith("seen=1")
+    assert client.get("/api/time?nostore=1").headers["Cache-Control"] == "no-store"

@@ -466,6 +466,43 @@ def _check_worker_model(index: int, raw: dict[str, Any], app: dict[str, Any]) ->
     return {**app, "worker_class": worker_class, "threads": threads}
 
 
+# Optional nginx microcaching per path prefix (nginx role): cache: [{path, ttl}].
+# nginx never stores responses that set cookies or forbid caching
+# (Cache-Control: no-store/private/no-cache), and never answers requests that
+# carry Authorization, a cookie or the operator's bypass header from the cache.
+KNOWN_KEYS.add("cache")
+CACHE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+CACHE_TTL_RE = re.compile(r"^([1-9][0-9]{0,3})(s|m)?$")
+
+
+def _check_cache(index: int, raw: dict[str, Any], app: dict[str, Any]) -> dict[str, Any]:
+    where = f"apps[{index}] ({app['name']}).cache"
+    entries = raw.get("cache") or []
+    if not isinstance(entries, list):
+        _fail(where, f"{entries!r} must be a list of {{path, ttl}}")
+    taken = {auth["path"]: "basic_auth" for auth in app.get("basic_auth", [])}
+    taken[app["static_url"]] = "static_url"
+    result = []
+    for i, entry in enumerate(entries):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict) or sorted(set(entry) - {"path", "ttl"}) or "path" not in entry or "ttl" not in entry:
+            _fail(at, f"{entry!r} must be a mapping with exactly the keys path and ttl")
+        path, ttl = entry["path"], entry["ttl"]
+        if not isinstance(path, str) or not CACHE_PATH_RE.match(path) or "/../" in path + "/" or "/./" in path + "/":
+            _fail(f"{at}.path", f"{path!r} must be a URL path prefix starting with '/' (letters, digits, ._~/-)")
+        if path in taken:
+            _fail(f"{at}.path", f"{path!r} is already used by {taken[path]}")
+        if app["health_path"].startswith(path):
+            _fail(f"{at}.path", f"{path!r} would cache health_path {app['health_path']!r} (a health check must reach the app)")
+        match = CACHE_TTL_RE.match(str(ttl)) if isinstance(ttl, (int, str)) and not isinstance(ttl, bool) else None
+        seconds = int(match.group(1)) * (60 if match.group(2) == "m" else 1) if match else 0
+        if not match or seconds > 3600:
+            _fail(f"{at}.ttl", f"{ttl!r} must be seconds (1-3600, e.g. 5 or '5s') or minutes (e.g. '1m')")
+        taken[path] = f"cache[{i}]"
+        result.append({"path": path, "ttl": f"{seconds}s"})
+    return {**app, "cache": result}
+
+
 def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]:
     """Validate the ``apps`` list and return it with defaults and derived fields.
 
@@ -480,7 +517,7 @@ def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]
         tls_default = "letsencrypt"
     if not isinstance(tls_default, str) or tls_default not in TLS_MODES:
         _fail("tls_mode_default", f"{tls_default!r} is not a TLS mode (known: {', '.join(TLS_MODES)})")
-    result = [_check_worker_model(i, app, _check_basic_auth(i, app, _check_app(i, app, tls_default)))
+    result = [_check_cache(i, app, _check_worker_model(i, app, _check_basic_auth(i, app, _check_app(i, app, tls_default))))
               for i, app in enumerate(apps)]
     seen_names: dict[str, int] = {}
     seen_dbs: dict[int, str] = {}
