@@ -462,8 +462,8 @@ def everyday_report(results: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "everyday.json").write_text(json.dumps(results, indent=2) + "\n")
     e = results["everyday"]
-    for key in ("noop", "code_deploy"):
-        print(f"{key}: {e[key + '_s']} s, changed={e[key + '_changed']}")
+    for key, took in (("noop", "noop_converge_s"), ("code_deploy", "code_deploy_s")):
+        print(f"{key}: {e[took]} s, changed={e[key + '_changed']}")
         for t in e[key + "_top10"]:
             print(f"  {t['s']:7.2f} s  {t['task']}")
     print(json.dumps(results.get("converge", {})))
