@@ -8,7 +8,10 @@ by wrk's duration (the job runs by job count and time). nginx refuses TLS handsh
 so the VM's /etc/hosts gets `127.0.0.1 hello.localhost` and wrk uses the
 app's name. The demo VM is left serving the sample app's own release.
 
-    scripts/bench.py [--duration 10] [--connections 32] [--skip-converge]
+    scripts/bench.py [--duration 10] [--connections 32] [--skip-converge] [--everyday-only]
+
+--everyday-only measures only the first converge (unless --skip-converge),
+the no-op converge and the code-only deploy, into .state/bench/everyday.json.
 """
 
 from __future__ import annotations
@@ -327,6 +330,56 @@ def bench_converge() -> dict:
             "noop_converge_s": round(time.monotonic() - start, 1), "noop_changed": recap_changed(again.stdout)}
 
 
+# --- everyday operations: no-op converge, code-only deploy, top tasks -----------
+
+PROFILE_LINE = re.compile(r"^(?P<task>.+?) -{3,} (?P<s>\d+\.\d+)s$")
+
+
+def profiled(playbook: str, *args: str) -> tuple[float, subprocess.CompletedProcess, list]:
+    """Run a playbook against the demo VM with ansible.posix.profile_tasks;
+    return the wall time, the run and the ten slowest tasks."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+           "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "10", "PROFILE_TASKS_SORT_ORDER": "descending"}
+    start = time.monotonic()
+    run = sh(str(ANSIBLE), "-i", str(ROOT / "inventories/local"), str(ROOT / playbook), *args,
+             env=env, timeout=1800)
+    took = time.monotonic() - start
+    tail = run.stdout.split("PLAY RECAP", 1)[-1]
+    top = [{"task": m["task"].strip(), "s": float(m["s"])}
+           for m in map(PROFILE_LINE.match, tail.splitlines()) if m][:10]
+    return took, run, top
+
+
+def recap_tasks(text: str) -> int:
+    m = re.search(r"demo\s+: ok=(\d+)\s+changed=\d+\s+unreachable=\d+\s+failed=\d+\s+skipped=(\d+)", text)
+    return int(m.group(1)) + int(m.group(2)) if m else -1
+
+
+def bench_everyday() -> dict:
+    """A no-op site.yml and a code-only deploy (one changed template, the
+    environment reused) on the running demo VM, each with its ten slowest
+    tasks; the deploy is still health-gated (a new release, trial, switch)."""
+    log("no-op site.yml (profile_tasks)")
+    noop_s, noop, noop_top = profiled("site.yml")
+    log("code-only deploy (one changed file, same lock)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    try:
+        src = tmp / "app"
+        shutil.copytree(ROOT / "app", src, ignore=shutil.ignore_patterns("__pycache__", ".*cache"))
+        index = src / "hello" / "templates" / "index.html"
+        index.write_text(index.read_text() + f"\n{{# everyday {time.time()} #}}\n")
+        before = main_pid()
+        deploy_s, deploy, deploy_top = profiled("playbooks/deploy.yml", "-e", json.dumps({"apps": demo_apps(src)}))
+        switched = main_pid() != before
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"noop_converge_s": round(noop_s, 1), "noop_changed": recap_changed(noop.stdout),
+            "noop_tasks": recap_tasks(noop.stdout), "noop_top10": noop_top,
+            "code_deploy_s": round(deploy_s, 1), "code_deploy_changed": recap_changed(deploy.stdout),
+            "code_deploy_switched": switched, "code_deploy_top10": deploy_top}
+
+
 # Runs inside the demo VM: posts add jobs through nginx (HTTPS, the VM's own
 # hello.localhost) and polls each until SUCCESS/FAILURE. Bounded by --max-jobs
 # and --max-seconds; with --stop-file it keeps posting (one job per 0.1 s)
@@ -450,6 +503,8 @@ def main() -> None:
     parser.add_argument("--skip-converge", action="store_true", help="skip the fresh-VM converge timing")
     parser.add_argument("--only-throughput", action="store_true",
                         help="only the proxy comparison and the worker classes; no redeploy, crash or env runs")
+    parser.add_argument("--everyday-only", action="store_true",
+                        help="only the converge, no-op converge and code-only deploy timings")
     args = parser.parse_args()
     duration = max(1, min(args.duration, 60))
 
@@ -459,6 +514,11 @@ def main() -> None:
     elif sh("docker", "ps", "-q", "--filter", f"name=^{VM}$").stdout.strip() == "":
         log("the demo VM is not running: make demo")
         sh(str(ROOT / "scripts/demo.sh"), "up", timeout=1800)
+    if not args.only_throughput:
+        results["everyday"] = bench_everyday()
+    if args.everyday_only:
+        everyday_report(results)
+        return
     vm("sh", "-c", f"grep -q ' {DOMAIN}$' /etc/hosts || echo '127.0.0.1 {DOMAIN}' >> /etc/hosts")
     if vm("sh", "-c", "command -v wrk", check=False).returncode != 0:
         log("installing wrk in the demo VM (apt)")
@@ -479,6 +539,19 @@ def main() -> None:
     (OUT / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     print(f"\n(JSON: {OUT / 'bench.json'})")
+
+
+def everyday_report(results: dict) -> None:
+    """Write and print the everyday-operations figures alone (--everyday-only)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "everyday.json").write_text(json.dumps(results, indent=2) + "\n")
+    e = results["everyday"]
+    for key, took in (("noop", "noop_converge_s"), ("code_deploy", "code_deploy_s")):
+        print(f"{key}: {e[took]} s, changed={e[key + '_changed']}")
+        for t in e[key + "_top10"]:
+            print(f"  {t['s']:7.2f} s  {t['task']}")
+    print(json.dumps(results.get("converge", {})))
+    print(f"\n(JSON: {OUT / 'everyday.json'})")
 
 
 if __name__ == "__main__":
