@@ -33,6 +33,7 @@ stage "molecule test (default)" molecule test -s default
 stage "molecule test (deploy)" molecule test -s deploy
 stage "molecule test (hardening)" molecule test -s hardening
 stage "molecule test (workers)" molecule test -s workers
+stage "molecule test (cluster)" molecule test -s cluster
 # `make demo` twice: the second run must report changed=0 (about 5 minutes
 # on an idle 2-core machine); FLASK_STACK_TEST_DEMO=0 leaves it out
 if [ "${FLASK_STACK_TEST_DEMO:-1}" = 1 ]; then

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import secrets
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,8 +149,12 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/healthz")
     def healthz() -> Response:
+        # host: which machine answered (several app hosts behind a load balancer)
         response = jsonify(
-            status="OK", release=app.config["RELEASE"], version=__version__
+            status="OK",
+            release=app.config["RELEASE"],
+            version=__version__,
+            host=socket.gethostname(),
         )
         response.headers["Cache-Control"] = "no-store"
         return response

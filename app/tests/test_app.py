@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,7 @@ def test_healthz_unknown_release(client: FlaskClient) -> None:
         "status": "OK",
         "release": "unknown",
         "version": "1.0.0",
+        "host": socket.gethostname(),
     }
     assert response.headers["Cache-Control"] == "no-store"
 

@@ -1,0 +1,181 @@
+"""Cluster-scenario helpers: the hosts, requests through the load balancer
+(from the probe, over HTTPS verified against Pebble's root), HAProxy's view
+of its servers, bounded load, and playbook runs with a changed app."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+SCENARIO = Path(__file__).resolve().parents[1]
+LB = "flask-stack-cluster-lb"
+WEBS = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
+REDIS = "flask-stack-cluster-redis"
+PROBE = "flask-stack-cluster-acme"
+APP = "/srv/apps/hello"
+# the load counter the deploy scenario uses (every request counted once)
+LOAD_PY = ROOT / "molecule/deploy/tests/load.py"
+ROOT_PEM = "/tmp/pebble-root.pem"
+
+
+def scenario_apps() -> list[dict]:
+    raw = (SCENARIO / "molecule.yml").read_text().replace("${MOLECULE_PROJECT_DIRECTORY}", str(ROOT))
+    raw = raw.replace("${MOLECULE_DISTRO:-debian12}", os.environ.get("MOLECULE_DISTRO", "debian12"))
+    return yaml.safe_load(raw)["provisioner"]["inventory"]["group_vars"]["all"]["apps"]
+
+
+def exec_in(container: str, *cmd: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", container, *cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def address(container: str) -> str:
+    out = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                          container], capture_output=True, text=True, check=True).stdout.strip()
+    assert out, container
+    return out
+
+
+def hostname(container: str) -> str:
+    return exec_in(container, "hostname").stdout.strip()
+
+
+def pebble_root() -> None:
+    """Pebble's issuing root (it changes with every Pebble start) on the probe."""
+    script = ("import ssl, urllib.request; c = ssl._create_unverified_context();"
+              f"open('{ROOT_PEM}', 'wb').write(urllib.request.urlopen('https://localhost:15000/roots/0', context=c).read())")
+    r = exec_in(PROBE, "python3", "-c", script)
+    assert r.returncode == 0, r.stderr
+
+
+def lb_request(method: str, path: str, body: dict | None = None, verify: bool = True) -> tuple[int, dict, dict]:
+    """One request from the probe to https://hello.test/ (the LB): status, headers, JSON body."""
+    script = f"""
+import http.client, json, ssl, sys
+ctx = ssl.create_default_context(cafile={ROOT_PEM!r}) if {verify!r} else ssl._create_unverified_context()
+c = http.client.HTTPSConnection("hello.test", 443, context=ctx, timeout=15)
+body = sys.argv[3] if len(sys.argv) > 3 else None
+c.request(sys.argv[1], sys.argv[2], body=body, headers={{"Content-Type": "application/json"}} if body else {{}})
+r = c.getresponse()
+data = r.read().decode()
+print(json.dumps([r.status, dict(r.getheaders()), data]))
+"""
+    args = [method, path] + ([json.dumps(body)] if body is not None else [])
+    r = exec_in(PROBE, "python3", "-c", script, *args)
+    assert r.returncode == 0, r.stderr
+    status, headers, data = json.loads(r.stdout)
+    try:
+        parsed = json.loads(data) if data else {}
+    except json.JSONDecodeError:
+        parsed = {"raw": data}
+    return status, headers, parsed
+
+
+def servers(backend: str = "app_hello") -> dict[str, str]:
+    """HAProxy's runtime view: server name -> status (UP, DOWN, MAINT, DRAIN...)."""
+    r = exec_in(LB, "sh", "-c", "echo 'show stat' | socat stdio unix-connect:/run/haproxy/admin.sock")
+    assert r.returncode == 0, r.stderr
+    head, *rows = [line for line in r.stdout.splitlines() if line.strip()]
+    cols = head.lstrip("# ").split(",")
+    result = {}
+    for row in rows:
+        rec = dict(zip(cols, row.split(","), strict=False))
+        if rec["pxname"] == backend and rec["svname"] not in ("FRONTEND", "BACKEND"):
+            result[rec["svname"]] = rec["status"]
+    return result
+
+
+def release(container: str) -> str:
+    return exec_in(container, "readlink", f"{APP}/current").stdout.strip().rsplit("/", 1)[-1]
+
+
+def hook_runs(container: str) -> int:
+    return len(exec_in(container, "cat", f"{APP}/shared/hook-ran").stdout.splitlines())
+
+
+class Load:
+    """Bounded load from the probe through the LB (https://hello.test, verified)."""
+
+    def __init__(self, path: str = "/api/add?a=5&b=6", max_requests: int = 100000, max_seconds: int = 600):
+        subprocess.run(["docker", "cp", str(LOAD_PY), f"{PROBE}:/tmp/load.py"], check=True)
+        exec_in(PROBE, "rm", "-f", "/tmp/load.stop")
+        self.proc = subprocess.Popen(
+            ["docker", "exec", PROBE, "python3", "/tmp/load.py", "https://hello.test:443", "hello.test", path,
+             "--cafile", ROOT_PEM, "--stop-file", "/tmp/load.stop", "--max-requests", str(max_requests),
+             "--max-seconds", str(max_seconds), "--threads", "4"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> dict:
+        exec_in(PROBE, "touch", "/tmp/load.stop")
+        out, err = self.proc.communicate(timeout=660)
+        assert self.proc.returncode in (0, 1), err
+        result = json.loads(out)
+        assert result["ok"] + result["failed"] == result["sent"], result
+        return result
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+
+
+def playbook(name: str, extra: dict, tmp_path: Path) -> Run:
+    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*')))}.json"
+    vars_file.write_text(json.dumps(extra))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter")}
+    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+           str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return Run(proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _root_on_probe():
+    pebble_root()
+
+
+@pytest.fixture
+def app_copy(tmp_path):
+    dst = tmp_path / "app"
+    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
+    return dst
+
+
+@pytest.fixture
+def deploy(tmp_path):
+    """deploy(src) runs playbooks/deploy.yml with the hello app built from src."""
+
+    def run(src: Path, **extra) -> Run:
+        apps = scenario_apps()
+        apps[0]["src"] = str(src)
+        return playbook("deploy.yml", {"apps": apps, **extra}, tmp_path)
+
+    return run
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def wait_for(predicate, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
