@@ -24,18 +24,16 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "molecule/resources"))
+import systemd_opts  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = Path(__file__).with_name("converge.yml")
 IMAGE = os.environ.get("FLASK_STACK_IMAGE", "flask-stack/debian12:latest")
 PASSWORD = "test-" + "0123456789abcdef" * 2
 INSTANCE = "broker"
-# systemd as PID 1 without --privileged, like the molecule scenarios
-SYSTEMD_OPTS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-    "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-]
+# systemd as PID 1 without --privileged, with the molecule scenarios' options
+SYSTEMD_OPTS = systemd_opts.docker_run_args()
 RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
