@@ -18,6 +18,9 @@
 # scenario on one machine (developers running tests side by side) must take
 # turns. On a CI machine nobody else holds the locks and they cost nothing.
 set -euo pipefail
+# job control: each job in a process group of its own, so an interrupted run
+# can stop its jobs (molecule, ansible-playbook and all) with one signal each
+set -m
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
@@ -27,6 +30,9 @@ SCENARIOS=(default workers deploy hardening)
 if [ -n "${FLASK_STACK_TEST_SCENARIOS:-}" ]; then
   read -r -a SCENARIOS <<<"$FLASK_STACK_TEST_SCENARIOS"
 fi
+for s in "${SCENARIOS[@]}"; do
+  [ -f "molecule/$s/molecule.yml" ] || { echo "ERROR: FLASK_STACK_TEST_SCENARIOS: no scenario '$s' (molecule/$s/molecule.yml)" >&2; exit 2; }
+done
 jobs_max="${FLASK_STACK_TEST_JOBS:-3}"
 case "$jobs_max" in
   '' | *[!0-9]* | 0) echo "ERROR: FLASK_STACK_TEST_JOBS='$jobs_max' is not a positive integer" >&2; exit 2 ;;
@@ -50,6 +56,17 @@ report() {
   fi
 }
 trap report EXIT
+# Interrupted: stop the running jobs (a scenario's next run starts with destroy).
+declare -A pid_of=()
+stop_jobs() {
+  local name
+  for name in "${!pid_of[@]}"; do
+    kill -TERM -- "-${pid_of[$name]}" 2>/dev/null || true
+    printf 'stopped: %s (log: %s/%s.log)\n' "$name" "$logs" "$(slug "$name")" >&2
+  done
+  exit 130
+}
+trap stop_jobs INT TERM
 
 # A setup stage: in the foreground, in order, stops the run when it fails.
 stage() {
@@ -91,7 +108,6 @@ run_job() {
   } >"$base.log" 2>&1
 }
 
-declare -A pid_of=()
 finish() {  # finish NAME: print the job's log and record its time
   local name="$1" base
   base="$logs/$(slug "$1")"
@@ -117,7 +133,15 @@ pool() {  # run the queued jobs, at most $1 at a time; wait for all
   queue=()
   while [ "${#todo[@]}" -gt 0 ] || [ "${#pid_of[@]}" -gt 0 ]; do
     while [ "${#todo[@]}" -gt 0 ] && [ $(("${#pid_of[@]}" - ${light_running:-0})) -lt "$max" ]; do
-      name="${todo[0]}"; todo=("${todo[@]:1}")
+      # the first job whose lock nobody holds right now (another developer's
+      # run of the same scenario); if every lock is taken, the first job
+      local i pick=0
+      for i in "${!todo[@]}"; do
+        if [ "${job_lock[${todo[$i]}]}" = - ] || flock -n "${job_lock[${todo[$i]}]}" true; then
+          pick=$i; break
+        fi
+      done
+      name="${todo[$pick]}"; todo=("${todo[@]:0:pick}" "${todo[@]:pick+1}")
       [ "$name" = "$light_job" ] && light_running=1
       printf '>>> started: %s\n' "$name"
       run_job "$name" &
