@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV := .venv
 PYTHON ?= python3
 export MOLECULE_DISTRO ?= debian12
-SCENARIOS ?= default deploy hardening workers
+# the molecule scenarios: the one list in scripts/test.sh
+SCENARIOS ?= $(shell sed -n 's/^SCENARIOS=(\(.*\))$$/\1/p' scripts/test.sh)
 
 .PHONY: help venv docker image demo down test lint molecule unit bench clean
 
@@ -30,7 +31,7 @@ demo: venv image  ## start the local VM, converge site.yml on it, print its URL
 down:  ## remove the local VM
 	@scripts/demo.sh down
 
-test: venv  ## lint, unit tests and molecule (the CI command)
+test: venv  ## lint, unit tests, molecule and the demo re-run, as parallel jobs (the CI command)
 	@scripts/test.sh
 
 lint: venv  ## yamllint + ansible-lint (production profile)

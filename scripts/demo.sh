@@ -19,9 +19,10 @@ distro="${MOLECULE_DISTRO:-debian12}"
 ssh_port="${DEMO_SSH_PORT:-2222}"
 http_port="${DEMO_HTTP_PORT:-8080}"
 https_port="${DEMO_HTTPS_PORT:-8443}"
-systemd_opts=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW
-  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock
-  --security-opt seccomp=unconfined --security-opt apparmor=unconfined)
+# systemd as PID 1 without --privileged: the molecule scenarios' options,
+# read from their one definition (.config/molecule/config.yml)
+mapfile -t systemd_opts < <(.venv/bin/python molecule/resources/systemd_opts.py)
+[ "${#systemd_opts[@]}" -gt 0 ] || { echo "ERROR: no systemd options from molecule/resources/systemd_opts.py" >&2; exit 1; }
 state=.state/demo
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -34,6 +34,8 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from playbook import Run
+from playbook import run as run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALLER = os.environ.get("FLASK_STACK_CONDA_INSTALLER", "")
@@ -157,10 +159,8 @@ def _play(tmp_path: Path, release: Path, key: str, value: str, release_id: str) 
     return playbook
 
 
-def _converge(host: str, playbook: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", f"{host},", "-c", "community.docker.docker", str(playbook)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+def _converge(host: str, playbook: Path) -> Run:
+    return run_playbook(f"{host},", playbook, "-c", "community.docker.docker", timeout=1800)
 
 
 def _env_of(host: str, release_id: str) -> str:

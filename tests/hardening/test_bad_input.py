@@ -8,30 +8,26 @@ the recap proves nothing changed and no hardening task started.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook import ROOT, Run, ansible_env
+from playbook import run as run_playbook
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(tmp_path: Path, host_vars: dict) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, host_vars: dict) -> Run:
     inv = tmp_path / "inv"
     inv.mkdir()
     # become: no sudo on a CI runner, and nothing here needs root
     host = {"ansible_connection": "local", "ansible_become": False,
             "ansible_python_interpreter": sys.executable, **host_vars}
     (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"web": {"hosts": {"web1": host}}}}}))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_FACT_CACHING_CONNECTION": str(tmp_path / "facts")}
-    ansible = Path(sys.executable).parent / "ansible-playbook"
-    return subprocess.run([str(ansible), "-i", str(inv), str(ROOT / "playbooks" / "harden.yml")], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    env = ansible_env(ANSIBLE_FACT_CACHING_CONNECTION=str(tmp_path / "facts"))
+    return run_playbook(inv, ROOT / "playbooks" / "harden.yml", env=env, timeout=300)
 
 
 CASES = {

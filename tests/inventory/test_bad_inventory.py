@@ -9,33 +9,28 @@ titles are removed first), so a task title that happens to contain
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook import ROOT, Run, ansible_env
+from playbook import run as run_playbook
 
-ROOT = Path(__file__).resolve().parents[2]
 # never this machine: a container name no one runs (connecting fails at once)
 THROWAWAY = {"ansible_connection": "community.docker.docker", "ansible_host": "flask-stack-no-such-container",
              "ansible_python_interpreter": "/usr/bin/python3"}
 GOOD = {"name": "hello", "domains": ["hello.example.com"], "src": str(ROOT / "app"), "wsgi": "hello.wsgi:app"}
 
 
-def run(tmp_path: Path, apps, playbook: str = "site.yml", **extra) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, apps, playbook: str = "site.yml", **extra) -> Run:
     inv = tmp_path / "inv"
     (inv / "group_vars" / "all").mkdir(parents=True)
     (inv / "hosts.yml").write_text(yaml.safe_dump(
         {"all": {"children": {"web": {"hosts": {"web1": THROWAWAY}}}}}))
     (inv / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump({"apps": apps, **extra}))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_FACT_CACHING_CONNECTION": str(tmp_path / "facts")}
-    ansible = Path(sys.executable).parent / "ansible-playbook"
-    return subprocess.run([str(ansible), "-i", str(inv), str(ROOT / playbook)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = ansible_env(ANSIBLE_FACT_CACHING_CONNECTION=str(tmp_path / "facts"))
+    return run_playbook(inv, ROOT / playbook, env=env, timeout=300)
 
 
 def failure_text(out: str) -> str:

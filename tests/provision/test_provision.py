@@ -7,17 +7,16 @@ The moto server, the fake AMIs and the unrelated resources are set up by fixture
 import ipaddress
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
+from playbook import ansible_env, run
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
 INVENTORY = HERE / "inventory"
 SETTINGS = yaml.safe_load((INVENTORY / "group_vars" / "all" / "aws.yml").read_text())
 
@@ -44,12 +43,14 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 def run_playbook(playbook, endpoint, inventory_file, *extra_vars):
     """Run one of the repo's playbooks against moto; returns (CompletedProcess, seconds)."""
-    env = {
+    clean = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("AWS_", "ANSIBLE_")) and key not in ("EC2_URL", "EC2_REGION")
     }
-    env.update(
+    env = ansible_env(
+        project_config=False,
+        base=clean,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
@@ -58,24 +59,13 @@ def run_playbook(playbook, endpoint, inventory_file, *extra_vars):
         # Works with or without an ansible.cfg at the repo root.
         ANSIBLE_ROLES_PATH=str(REPO / "roles"),
         ANSIBLE_STDOUT_CALLBACK="default",
-        ANSIBLE_NOCOLOR="1",
         ANSIBLE_RETRY_FILES_ENABLED="false",
     )
-    cmd = [
-        str(VENV_BIN / "ansible-playbook"),
-        "-i",
-        str(INVENTORY),
-        str(REPO / "playbooks" / playbook),
-        "-e",
-        f"aws_endpoint_url={endpoint}",
-        "-e",
-        f"aws_instance_inventory_file={inventory_file}",
-    ]
+    args = ["-e", f"aws_endpoint_url={endpoint}", "-e", f"aws_instance_inventory_file={inventory_file}"]
     for extra in extra_vars:
-        cmd += ["-e", extra]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    return proc, time.monotonic() - start
+        args += ["-e", extra]
+    proc = run(INVENTORY, REPO / "playbooks" / playbook, *args, env=env, timeout=900)
+    return proc, proc.seconds
 
 
 def recap(proc):

@@ -10,12 +10,10 @@ restarts Redis). About two minutes (most of it apt and the converges).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,18 +22,16 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+import systemd_opts
+from playbook import Run, ansible_env
+from playbook import run as run_playbook
+
 PLAYBOOK = Path(__file__).with_name("converge.yml")
 IMAGE = os.environ.get("FLASK_STACK_IMAGE", "flask-stack/debian12:latest")
 PASSWORD = "test-" + "0123456789abcdef" * 2
 INSTANCE = "broker"
-# systemd as PID 1 without --privileged, like the molecule scenarios
-SYSTEMD_OPTS = [
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-    "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-]
+# systemd as PID 1 without --privileged, with the molecule scenarios' options
+SYSTEMD_OPTS = systemd_opts.docker_run_args()
 RECAP = re.compile(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
@@ -56,18 +52,12 @@ class Host:
         proc = self.run(*env, "redis-cli", *target, *args, check=False)
         return (proc.stdout + proc.stderr).strip()
 
-    def converge(self, tmp_path: Path, **overrides: Any) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
+    def converge(self, tmp_path: Path, **overrides: Any) -> tuple[Run, dict[str, int]]:
         # no user namespaces in a container: PrivateUsers off
         settings = {"redis_password": PASSWORD, "redis_private_users": False, **overrides}
-        extra = tmp_path / f"vars-{uuid.uuid4().hex}.json"
-        extra.write_text(json.dumps(settings))
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_FACT_CACHING_CONNECTION": str(tmp_path / "facts")}
-        playbook = Path(sys.executable).parent / "ansible-playbook"
-        proc = subprocess.run(
-            [str(playbook), "-i", f"{self.name},", "-c", "community.docker.docker",
-             "-e", f"@{extra}", str(PLAYBOOK)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+        env = ansible_env(ANSIBLE_FACT_CACHING_CONNECTION=str(tmp_path / "facts"))
+        proc = run_playbook(f"{self.name},", PLAYBOOK, "-c", "community.docker.docker", extra_vars=settings,
+                            vars_dir=tmp_path, env=env, timeout=300)
         match = RECAP.search(proc.stdout)
         recap = dict(zip(("ok", "changed", "unreachable", "failed"),
                          map(int, match.groups()), strict=True)) if match else {}

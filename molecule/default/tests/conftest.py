@@ -121,9 +121,9 @@ class TLSInfo:
     not_after: str
 
 
-def tls_probe(domain: str, cafile: Path | None, port: int = HTTPS_PORT, alpn=("h2", "http/1.1")) -> TLSInfo:
-    """One TLS handshake from this machine to 127.0.0.1:port with SNI domain.
-    With a cafile the chain and the name are verified (ssl.SSLError if not)."""
+def tls_context(cafile: Path | None, alpn=("h2", "http/1.1")) -> ssl.SSLContext:
+    """A client context offering alpn: with a cafile it verifies the chain
+    and the name; without, it accepts any certificate (to look at it)."""
     if cafile is None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -131,6 +131,13 @@ def tls_probe(domain: str, cafile: Path | None, port: int = HTTPS_PORT, alpn=("h
     else:
         ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def tls_probe(domain: str, cafile: Path | None, port: int = HTTPS_PORT, alpn=("h2", "http/1.1")) -> TLSInfo:
+    """One TLS handshake from this machine to 127.0.0.1:port with SNI domain.
+    With a cafile the chain and the name are verified (ssl.SSLError if not)."""
+    ctx = tls_context(cafile, alpn)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=domain) as tls:
             der = tls.getpeercert(binary_form=True)

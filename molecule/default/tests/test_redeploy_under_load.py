@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 from conftest import ROOT_ON_WEB
+from playbook import ansible_env
+from playbook import run as run_playbook
 
 testinfra_hosts = ["ansible://web"]
 
@@ -49,8 +51,6 @@ def test_redeploy_under_load_through_nginx_fails_no_request(host, pebble_root, p
     # the apps list of the inventory molecule wrote (variables resolved)
     apps = yaml.safe_load((inventory / "group_vars" / "web").read_text())["apps"]
     apps = [{**app, "src": str(src)} if app["name"] == "hello" else app for app in apps]
-    extra = tmp_path / "extra.json"
-    extra.write_text(json.dumps({"apps": apps}))
 
     subprocess.run(["docker", "cp", str(LOAD_PY), f"{WEB}:/tmp/load.py"], check=True, timeout=60)
     docker_exec("rm", "-f", "/tmp/load-nginx.stop")
@@ -63,15 +63,15 @@ def test_redeploy_under_load_through_nginx_fails_no_request(host, pebble_root, p
     try:
         time.sleep(3)
         deploy_start = time.time()
-        proc = subprocess.run(
-            ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks/deploy.yml"), "-e", f"@{extra}"],
-            cwd=PROJECT, env={**os.environ, "ANSIBLE_NOCOLOR": "1"}, capture_output=True, text=True, timeout=900)
+        # molecule's ansible.cfg (the scenario's inventory)
+        proc = run_playbook(inventory, PROJECT / "playbooks/deploy.yml", extra_vars={"apps": apps}, vars_dir=tmp_path,
+                            env=ansible_env(project_config=False), timeout=900)
         deploy_end = time.time()
         time.sleep(3)
     finally:
         docker_exec("touch", "/tmp/load-nginx.stop")
         out, err = load.communicate(timeout=700)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, proc.out[-3000:]
     assert load.returncode in (0, 1), err
     result = json.loads(out)
     after = serving_release(host, pebble_root)

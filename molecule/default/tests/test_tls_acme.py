@@ -23,13 +23,14 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ACME_DIRECTORY, HTTP_PORT, HTTPS_PORT, _decode, fetch_pebble_root, tls_probe
+from conftest import ACME_DIRECTORY, HTTP_PORT, HTTPS_PORT, _decode, fetch_pebble_root, tls_context, tls_probe
+from playbook import ansible_env
+from playbook import run as run_playbook
 
 testinfra_hosts = ["ansible://web"]
 
@@ -53,16 +54,13 @@ def web_playbook(inventory, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web-playbook")
 
     def run(apps: list[dict], *args: str, playbook: str = "web.yml", **extra) -> tuple[int, dict, str]:
-        extra_file = tmp / f"extra-{len(list(tmp.iterdir()))}.json"
-        extra_file.write_text(json.dumps({"apps": apps, **extra}))
-        env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
-        proc = subprocess.run(
-            ["ansible-playbook", "-i", str(inventory), str(PROJECT / "playbooks" / playbook), "-e", f"@{extra_file}", *args],
-            env=env, cwd=PROJECT, capture_output=True, text=True, timeout=900,
-        )
+        # molecule's ansible.cfg (the scenario's inventory), JSON on stdout
+        env = ansible_env(project_config=False, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+        proc = run_playbook(inventory, PROJECT / "playbooks" / playbook, *args, extra_vars={"apps": apps, **extra},
+                            vars_dir=tmp, env=env, timeout=900)
         start = proc.stdout.find("{")
         report = json.loads(proc.stdout[start:]) if start >= 0 else {}
-        return proc.returncode, report, proc.stdout + proc.stderr
+        return proc.rc, report, proc.out
 
     return run
 
@@ -88,14 +86,7 @@ def get(domain: str, path: str = "/healthz", cafile: Path | None = None, tls: bo
     with socket.create_connection(("127.0.0.1", HTTPS_PORT if tls else HTTP_PORT), timeout=10) as raw:
         conn, cert = raw, {}
         if tls:
-            if cafile is None:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            else:
-                ctx = ssl.create_default_context(cafile=str(cafile))
-            ctx.set_alpn_protocols(["http/1.1"])
-            conn = ctx.wrap_socket(raw, server_hostname=domain)
+            conn = tls_context(cafile, alpn=("http/1.1",)).wrap_socket(raw, server_hostname=domain)
             cert = _decode(conn.getpeercert(binary_form=True))
         conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())
         data = b""

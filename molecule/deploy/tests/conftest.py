@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook import ROOT, Run, run, start  # noqa: F401 - Run: the fixtures' result type
 
-ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = Path(__file__).resolve().parents[1]
 CONTAINER = f"flask-stack-deploy-{os.environ.get('MOLECULE_DISTRO', 'debian12')}"
 
@@ -25,28 +23,13 @@ def scenario_vars() -> dict:
     return yaml.safe_load(raw)["provisioner"]["inventory"]["group_vars"]["web"]
 
 
-@dataclass
-class Run:
-    rc: int
-    out: str
-
-    @property
-    def changed(self) -> int:
-        m = re.search(r"changed=(\d+)", self.out.split("PLAY RECAP")[-1])
-        return int(m.group(1)) if m else -1
-
-
 def playbook(name: str, extra: dict, tmp_path: Path, wait: bool = True):
-    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*')))}.json"
-    vars_file.write_text(json.dumps(extra))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter")}
-    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-           str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
+    """playbooks/<name> against the scenario's inventory with extra as variables:
+    a Run, or with wait=False the running process (output on its stdout)."""
+    args = (os.environ["MOLECULE_INVENTORY_FILE"], ROOT / "playbooks" / name)
     if not wait:
-        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    return Run(proc.returncode, proc.stdout + proc.stderr)
+        return start(*args, extra_vars=extra, vars_dir=tmp_path)
+    return run(*args, extra_vars=extra, vars_dir=tmp_path, timeout=600)
 
 
 @pytest.fixture

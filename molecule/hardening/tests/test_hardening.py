@@ -12,7 +12,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 import yaml
 from conftest import _SSH_OPTS as SSH_OPTS
 from conftest import ADMIN, NETWORK, PROBE, WEB, web_addresses
+from playbook import ansible_env
+from playbook import run as run_playbook
 
 testinfra_hosts = [f"ansible://{WEB}"]
 
@@ -284,13 +285,11 @@ def test_sysctls_are_written_and_applied(host, request, tmp_path):
     playbook.write_text(yaml.safe_dump([{
         "name": "The sysctl part of os_hardening", "hosts": WEB, "gather_facts": False,
         "tasks": [{"ansible.builtin.include_role": {"name": "os_hardening", "tasks_from": "sysctl"}}]}]))
-    ansible = Path(sys.executable).parent / "ansible-playbook"
 
     def converge() -> str:
-        r = subprocess.run([str(ansible), "-i", request.config.option.ansible_inventory, str(playbook)], cwd=ROOT,
-                           env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
-                           capture_output=True, text=True, timeout=300)
-        out = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+        r = run_playbook(request.config.option.ansible_inventory, playbook, env=ansible_env(project_config=False),
+                         timeout=300)
+        out = re.sub(r"\x1b\[[0-9;]*m", "", r.out)
         assert r.returncode == 0, out[-3000:]
         recap = re.search(rf"{WEB}\s+: ok=\d+\s+changed=(\d+)", out)
         assert recap, out[-3000:]
@@ -322,15 +321,11 @@ def test_hardening_is_refused_for_a_user_without_a_key(host, request, tmp_path):
     authorized_keys holds no key and asking for a different MaxAuthTries:
     it must stop in the check play and leave sshd's configuration alone."""
     before = host.file(DROPIN).sha256sum
-    extra = tmp_path / "extra.yml"
-    extra.write_text(yaml.safe_dump({"ssh_hardening_admin_user": "nokey", "ssh_hardening_max_auth_tries": 5}))
-    ansible = Path(sys.executable).parent / "ansible-playbook"
     inventory = request.config.option.ansible_inventory
-    result = subprocess.run(
-        [str(ansible), "-i", inventory, "--limit", WEB, "-e", f"@{extra}", str(ROOT / "playbooks" / "harden.yml")],
-        cwd=ROOT, env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
-        capture_output=True, text=True, timeout=600)
-    out = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr).split())
+    result = run_playbook(inventory, ROOT / "playbooks" / "harden.yml", "--limit", WEB,
+                          extra_vars={"ssh_hardening_admin_user": "nokey", "ssh_hardening_max_auth_tries": 5},
+                          vars_dir=tmp_path, env=ansible_env(project_config=False), timeout=600)
+    out = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", result.out).split())
     assert result.returncode != 0, out
     assert re.search(r'ssh_hardening_admin_user: "nokey" has no usable SSH key on flask-stack-hardening-web '
                      r"\(/home/nokey/\.ssh/authorized_keys holds no public key line\)", out), out

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook import ROOT, Run, run, start  # noqa: F401 - Run: the fixtures' result type
 
-ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = Path(__file__).resolve().parents[1]
 WEB = "flask-stack-workers-web"
 PROBE = "flask-stack-workers-probe"
@@ -88,32 +86,14 @@ def link_target(path: str) -> str:
     return web("readlink", path).stdout.strip()
 
 
-@dataclass
-class Run:
-    rc: int
-    out: str
-
-    @property
-    def changed(self) -> int:
-        m = re.search(r"changed=(\d+)", self.out.split("PLAY RECAP")[-1])
-        return int(m.group(1)) if m else -1
-
-
 def playbook(name: str, extra: dict, tmp_path: Path, wait: bool = True):
-    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*')))}.json"
-    vars_file.write_text(json.dumps(extra))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter")}
-    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-           str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
+    """playbooks/<name> against the scenario's inventory with extra as variables:
+    a Run, or with wait=False the running process, its output in a file (proc.log)."""
+    args = (os.environ["MOLECULE_INVENTORY_FILE"], ROOT / "playbooks" / name)
     if not wait:
-        # output to a file: a pipe nobody reads while the deploy runs would fill up and stall it
-        log = open(tmp_path / f"{vars_file.stem}.log", "w+")  # noqa: SIM115 - closed by the caller's communicate()
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
-        proc.log = log
-        return proc
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    return Run(proc.returncode, proc.stdout + proc.stderr)
+        log = tmp_path / f"run-{len(list(tmp_path.glob('run-*.log')))}.log"
+        return start(*args, extra_vars=extra, vars_dir=tmp_path, log=log)
+    return run(*args, extra_vars=extra, vars_dir=tmp_path, timeout=900)
 
 
 @pytest.fixture
