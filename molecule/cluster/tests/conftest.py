@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from playbook import ROOT, Run, run
 
-ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = Path(__file__).resolve().parents[1]
 LB = "flask-stack-cluster-lb"
 WEBS = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
@@ -122,21 +121,10 @@ class Load:
         return result
 
 
-@dataclass
-class Run:
-    rc: int
-    out: str
-
-
 def playbook(name: str, extra: dict, tmp_path: Path) -> Run:
-    vars_file = tmp_path / f"vars-{len(list(tmp_path.glob('vars-*')))}.json"
-    vars_file.write_text(json.dumps(extra))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter")}
-    cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-           str(ROOT / "playbooks" / name), "-e", f"@{vars_file}"]
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    return Run(proc.returncode, proc.stdout + proc.stderr)
+    """playbooks/<name> against the scenario's inventory with extra as variables."""
+    return run(os.environ["MOLECULE_INVENTORY_FILE"], ROOT / "playbooks" / name,
+               extra_vars=extra, vars_dir=tmp_path, timeout=900)
 
 
 @pytest.fixture(scope="session", autouse=True)
