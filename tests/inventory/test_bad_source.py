@@ -28,14 +28,14 @@ def app_copy(tmp_path):
 
 
 def test_missing_src_fails_naming_app_and_path(tmp_path):
-    result = run(tmp_path, [{**GOOD, "src": "/nonexistent/app"}])
+    result = run(tmp_path, [{**GOOD, "src": "/nonexistent/app"}], letsencrypt_email="ops@example.com")
     assert_stopped_in_preflight(result, r"apps\[0\] \(hello\)\.src: '/nonexistent/app' does not exist on the controller")
 
 
 def test_src_that_is_not_the_app_fails(tmp_path):
     src = app_copy(tmp_path)
     (src / "hello" / "wsgi.py").unlink()
-    result = run(tmp_path, [{**GOOD, "src": str(src)}])
+    result = run(tmp_path, [{**GOOD, "src": str(src)}], letsencrypt_email="ops@example.com")
     assert_stopped_in_preflight(
         result, rf"apps\[0\] \(hello\)\.src: '{re.escape(str(src))}' is not the app: wsgi 'hello\.wsgi:app' needs hello/wsgi\.py")
 
@@ -43,11 +43,12 @@ def test_src_that_is_not_the_app_fails(tmp_path):
 def test_src_without_its_lock_file_fails(tmp_path):
     src = app_copy(tmp_path)
     (src / "requirements.txt").unlink()
-    result = run(tmp_path, [{**GOOD, "src": str(src)}])
+    result = run(tmp_path, [{**GOOD, "src": str(src)}], letsencrypt_email="ops@example.com")
     assert_stopped_in_preflight(
         result, rf"apps\[0\] \(hello\)\.src: '{re.escape(str(src))}' is not the app: requirements 'requirements\.txt'")
 
 
 def test_bad_src_of_the_second_app_names_that_app(tmp_path):
-    result = run(tmp_path, [GOOD, {**GOOD, "name": "two", "domains": ["two.example.com"], "src": str(tmp_path / "nope")}])
+    second = {**GOOD, "name": "two", "domains": ["two.example.com"], "src": str(tmp_path / "nope")}
+    result = run(tmp_path, [GOOD, second], letsencrypt_email="ops@example.com")
     assert_stopped_in_preflight(result, rf"apps\[1\] \(two\)\.src: '{re.escape(str(tmp_path / 'nope'))}' does not exist")

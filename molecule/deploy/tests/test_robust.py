@@ -94,7 +94,7 @@ def test_unit_files_are_checked_before_they_land():
     bad = exec_in(checker, "/tmp/bad-unit", "hello-job-x.timer")
     assert bad.returncode == 1 and "Failed to parse calendar specification" in bad.stderr, bad
     bad = exec_in(checker, "/tmp/bad-service", "hello-job-y.service")
-    assert bad.returncode == 1 and "Restart" in bad.stderr, bad
+    assert bad.returncode == 1 and "Failed to parse service restart specifier" in bad.stderr, bad
     # every unit file the project wrote passes the same check
     units = exec_in("sh", "-c", "cd /etc/systemd/system && ls gunicorn-hello* hello-job-*").stdout.split()
     assert {"gunicorn-hello.socket", "gunicorn-hello.service", "gunicorn-hello-candidate@.service",
