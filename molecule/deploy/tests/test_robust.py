@@ -163,7 +163,7 @@ def test_an_app_dropped_from_apps_is_removed_and_the_other_keeps_running(tmp_pat
     assert hello_pid != "0"
 
     # --check --diff shows what would go, and removes nothing
-    rc, out = run_playbook(tmp_path, "deploy.yml", {"apps": apps()}, "--check", "--diff")
+    rc, out = run_playbook(tmp_path, "deploy.yml", {"apps": apps()}, "--check", "--diff", "--tags", "app-prune")
     assert rc == 0, out
     assert "App two is no longer in `apps`: removing its units" in one_line(out), out
     assert "/etc/flask-stack/two.env" in out
