@@ -14,6 +14,7 @@ fields, or fails with a message naming the variable and the bad value, e.g.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -540,6 +541,55 @@ def flask_stack_apps(apps: Any, tls_default: Any = None) -> list[dict[str, Any]]
     return result
 
 
+def _wsgi_files(wsgi: str) -> list[str]:
+    """The files that can hold the module of ``package.module:callable``."""
+    module = wsgi.split(":", 1)[0].replace(".", "/")
+    return [f"{module}.py", f"{module}/__init__.py"]
+
+
+def flask_stack_source_problems(apps: Any) -> list[str]:
+    """What is wrong with the local sources (``src`` paths) of the checked
+    ``apps`` list, as messages naming the app and the path; [] when nothing.
+
+    Runs where filters run, on the controller, as the user who archives the
+    sources: each path must be a readable directory that holds the module of
+    ``wsgi`` and the environment's lock file (``requirements`` for venv,
+    ``environment_file`` / ``lock_file`` for conda). Git sources are checked
+    when the host fetches them.
+    """
+    problems = []
+    for i, app in enumerate(apps or []):
+        if app["source"]["kind"] != "path":
+            continue
+        where = f"apps[{i}] ({app['name']})"
+        src = app["source"]["path"]
+        if not os.path.exists(src):
+            problems.append(f"{where}.src: {src!r} does not exist on the controller")
+            continue
+        if not os.path.isdir(src):
+            problems.append(f"{where}.src: {src!r} is not a directory")
+            continue
+        if not os.access(src, os.R_OK | os.X_OK):
+            problems.append(f"{where}.src: {src!r} is not readable by the user running Ansible")
+            continue
+        candidates = _wsgi_files(app["wsgi"])
+        if not any(os.path.isfile(os.path.join(src, f)) for f in candidates):
+            problems.append(f"{where}.src: {src!r} is not the app: wsgi {app['wsgi']!r} needs "
+                            f"{candidates[0]} (or {candidates[1]}) there")
+        elif not any(os.access(os.path.join(src, f), os.R_OK) for f in candidates
+                     if os.path.isfile(os.path.join(src, f))):
+            problems.append(f"{where}.src: {os.path.join(src, candidates[0])!r} is not readable by the user running Ansible")
+        lock_key = {"requirements": "requirements", "environment": "python.environment_file",
+                    "conda-lock": "python.lock_file"}[app["python"]["lock_format"]]
+        lock = os.path.join(src, app["python"]["lock"])
+        if not os.path.isfile(lock):
+            problems.append(f"{where}.src: {src!r} is not the app: {lock_key} {app['python']['lock']!r} "
+                            f"(the {app['python']['kind']} environment's lock) is missing there")
+        elif not os.access(lock, os.R_OK):
+            problems.append(f"{where}.src: {lock!r} is not readable by the user running Ansible")
+    return problems
+
+
 def flask_stack_beat_host(app: Any, hosts: Any, hostvars: Any) -> str:
     """The one host of ``hosts`` (the play's, in inventory order) that runs the
     beat of ``app``: the first one whose ``apps`` list has an app of that name."""
@@ -562,4 +612,5 @@ def flask_stack_processes(app: dict[str, Any], host: str, hosts: Any, hostvars: 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"flask_stack_apps": flask_stack_apps, "flask_stack_beat_host": flask_stack_beat_host,
-                "flask_stack_processes": flask_stack_processes}
+                "flask_stack_processes": flask_stack_processes,
+                "flask_stack_source_problems": flask_stack_source_problems}

@@ -124,7 +124,8 @@ def test_missing_lock_file_is_refused(app_copy, deploy):
     releases_before = listdir(f"{APP}/releases")
     run = deploy(app_copy)
     assert run.rc != 0
-    assert "the lock file 'requirements.txt' does not exist" in run.out, run.out
+    # refused by the source check before the first change (issue 14)
+    assert "requirements 'requirements.txt' (the venv environment's lock) is missing there" in run.out, run.out
     assert listdir(f"{APP}/releases") == releases_before  # the half-made release is gone
     assert serving() == STATE["r3"]
 
