@@ -54,6 +54,13 @@ def write_vars(directory: Path, data: Mapping, stem: str = "vars") -> Path:
     return path
 
 
+def copy_app(dst: Path) -> Path:
+    """A copy of the sample app (ROOT/app, without caches) at dst, to change
+    before deploying it."""
+    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".*cache"))
+    return dst
+
+
 @dataclass
 class Run:
     """A finished run: rc, out (stdout + stderr), and each stream on its own."""

@@ -39,6 +39,18 @@ def failure_text(out: str) -> str:
     return " ".join(" ".join(kept).split())
 
 
+def assert_stopped_in_preflight(result, expected: str) -> None:
+    """The run failed with `expected` in its failure text, in the preflight
+    play: no host unreachable, no task of a later play, changed=0."""
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert re.search(expected, failure_text(out)), out
+    assert "UNREACHABLE" not in out, out
+    assert "TASK [base" not in out and "TASK [nginx" not in out, out
+    recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
+    assert recap and recap.group(1) == "0", out
+
+
 def without(key):
     return {k: v for k, v in GOOD.items() if k != key}
 
@@ -64,14 +76,7 @@ def without(key):
 )
 def test_bad_inventory_fails_before_any_change(tmp_path, apps, expected):
     result = run(tmp_path, apps)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    assert re.search(expected, failure_text(out)), out
-    assert "UNREACHABLE" not in out, out
-    # it stopped in the preflight play: no task of any later play ran
-    assert "TASK [base" not in out and "TASK [nginx" not in out, out
-    recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
-    assert recap and recap.group(1) == "0", out
+    assert_stopped_in_preflight(result, expected)
 
 
 @pytest.mark.parametrize(
@@ -91,13 +96,7 @@ def test_bad_inventory_fails_before_any_change(tmp_path, apps, expected):
 def test_bad_https_settings_fail_before_any_change(tmp_path, settings, expected):
     apps = settings.pop("apps", [GOOD])
     result = run(tmp_path, apps, **settings)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    assert re.search(expected, failure_text(out)), out
-    assert "UNREACHABLE" not in out, out
-    assert "TASK [base" not in out and "TASK [nginx" not in out, out
-    recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
-    assert recap and recap.group(1) == "0", out
+    assert_stopped_in_preflight(result, expected)
 
 
 def test_good_inventory_passes_preflight(tmp_path):

@@ -6,25 +6,13 @@ site.yml against the throwaway target (helpers from test_bad_inventory.py)."""
 from __future__ import annotations
 
 import re
-import shutil
 
-from test_bad_inventory import GOOD, ROOT, failure_text, run
-
-
-def assert_stopped_in_preflight(result, expected: str) -> None:
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    assert re.search(expected, failure_text(out)), out
-    assert "UNREACHABLE" not in out, out
-    assert "TASK [base" not in out and "TASK [nginx" not in out, out
-    recap = re.search(r"web1\s+: ok=\d+\s+changed=(\d+)", out)
-    assert recap and recap.group(1) == "0", out
+from playbook import copy_app
+from test_bad_inventory import GOOD, assert_stopped_in_preflight, run
 
 
 def app_copy(tmp_path):
-    dst = tmp_path / "src"
-    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
-    return dst
+    return copy_app(tmp_path / "src")
 
 
 def test_missing_src_fails_naming_app_and_path(tmp_path):

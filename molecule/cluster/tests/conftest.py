@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from playbook import ROOT, Run, run
+from playbook import ROOT, Run, copy_app, run
 
 SCENARIO = Path(__file__).resolve().parents[1]
 LB = "flask-stack-cluster-lb"
@@ -134,9 +133,7 @@ def _root_on_probe():
 
 @pytest.fixture
 def app_copy(tmp_path):
-    dst = tmp_path / "app"
-    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
-    return dst
+    return copy_app(tmp_path / "app")
 
 
 @pytest.fixture

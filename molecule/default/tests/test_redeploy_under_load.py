@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import yaml
 from conftest import ROOT_ON_WEB
-from playbook import ansible_env
+from playbook import ansible_env, copy_app
 from playbook import run as run_playbook
 
 testinfra_hosts = ["ansible://web"]
@@ -43,8 +42,7 @@ def serving_release(host, pebble_root) -> str:
 def test_redeploy_under_load_through_nginx_fails_no_request(host, pebble_root, pytestconfig, tmp_path):
     before = serving_release(host, pebble_root)
     # a changed copy of the sample app: a new release of hello
-    src = tmp_path / "app"
-    shutil.copytree(PROJECT / "app", src, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
+    src = copy_app(tmp_path / "app")
     page = src / "hello/templates/index.html"
     page.write_text(page.read_text().replace("</", "<!-- under load --></", 1))
     inventory = Path(pytestconfig.option.ansible_inventory)

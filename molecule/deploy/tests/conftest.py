@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from playbook import ROOT, Run, run, start  # noqa: F401 - Run: the fixtures' result type
+from playbook import ROOT, Run, copy_app, run, start  # noqa: F401 - Run: the fixtures' result type
 
 SCENARIO = Path(__file__).resolve().parents[1]
 CONTAINER = f"flask-stack-deploy-{os.environ.get('MOLECULE_DISTRO', 'debian12')}"
@@ -35,9 +34,7 @@ def playbook(name: str, extra: dict, tmp_path: Path, wait: bool = True):
 @pytest.fixture
 def app_copy(tmp_path):
     """A copy of the sample app to change before deploying it."""
-    dst = tmp_path / "app"
-    shutil.copytree(ROOT / "app", dst, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", ".ruff_cache"))
-    return dst
+    return copy_app(tmp_path / "app")
 
 
 @pytest.fixture
