@@ -447,7 +447,7 @@ def test_wsgi_module_exposes_app(monkeypatch: pytest.MonkeyPatch) -> None:
     wsgi = importlib.reload(hello.wsgi)
     assert isinstance(wsgi.app, Flask)
     data = wsgi.app.test_client().get("/healthz").get_json()
-    assert data == {"status": "OK", "release": "wsgi-release", "version": "1.0.0"}
+    assert data == {"status": "OK", "release": "wsgi-release", "version": "1.0.0", "host": socket.gethostname()}
 
 
 # --- /api/sleep ---------------------------------------------------------------
