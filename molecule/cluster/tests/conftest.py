@@ -91,6 +91,12 @@ def servers(backend: str = "app_hello") -> dict[str, str]:
     return result
 
 
+def rotation(backend: str = "app_hello") -> dict[str, str]:
+    """servers() without HAProxy's transition counters: "UP 1/2" (one check
+    failed, still taking traffic) is UP, "DOWN 1/2" is DOWN."""
+    return {name: status.split()[0] for name, status in servers(backend).items()}
+
+
 def release(container: str) -> str:
     return exec_in(container, "readlink", f"{APP}/current").stdout.strip().rsplit("/", 1)[-1]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from conftest import (LB, PROBE, REDIS, WEBS, Load, address, edit, exec_in, hook_runs, hostname, lb_request,
-                      playbook, release, servers, wait_for)
+                      playbook, release, rotation, servers, wait_for)
 
 WEB_NAMES = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
 
@@ -33,7 +33,7 @@ def test_requests_spread_over_both_web_hosts():
 
 
 def test_runtime_api_is_root_only_and_both_servers_are_up():
-    assert servers() == {name: "UP" for name in WEB_NAMES}
+    assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
     mode = exec_in(LB, "stat", "-c", "%a %U", "/run/haproxy/admin.sock").stdout.split()
     assert mode == ["600", "root"], mode
     r = exec_in(LB, "setpriv", "--reuid=haproxy", "--regid=haproxy", "--clear-groups", "sh", "-c",
@@ -142,7 +142,7 @@ def test_rolling_deploy_under_load_drops_no_request(app_copy, deploy):
     assert result["stopped_by"] == "stop-file", result
     assert result["first_start"] < start and result["last_end"] > end, result
     assert result["failed"] == 0 and result["ok"] == result["sent"], result
-    assert servers() == {name: "UP" for name in WEB_NAMES}
+    assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
 
 
 def test_rollback_rolls_host_by_host_under_load(tmp_path):
@@ -157,7 +157,7 @@ def test_rollback_rolls_host_by_host_under_load(tmp_path):
     assert after[0].split("-")[1] == after[1].split("-")[1] and not set(after) & set(before), (before, after)
     assert run.out.count("TASK [Drain on the load balancers]") == 2, run.out[-3000:]
     assert result["failed"] == 0, result
-    assert servers() == {name: "UP" for name in WEB_NAMES}
+    assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
 
 
 def test_a_bad_release_stops_the_roll_on_the_first_host(app_copy, deploy):
@@ -170,7 +170,7 @@ def test_a_bad_release_stops_the_roll_on_the_first_host(app_copy, deploy):
     # the first host failed its gate and is back on its old release; the second was never touched
     assert [release(w) for w in WEBS] == before
     assert run.out.count("TASK [Drain on the load balancers]") == 1, run.out[-3000:]
-    assert servers() == {name: "UP" for name in WEB_NAMES}
+    assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
     answered = {lb_request("GET", "/healthz")[2]["host"] for _ in range(10)}
     assert answered == {hostname(w) for w in WEBS}, answered
 
