@@ -9,6 +9,7 @@ import uuid
 
 from conftest import ROOT_ON_WEB, _parse
 
+testinfra_hosts = ["ansible://web"]
 DOMAIN = "hello.test"
 
 
