@@ -20,13 +20,10 @@ TWO = {"name": "two", "domains": ["two.test"], "wsgi": "hello.wsgi:app", "python
        "timers": [{"name": "tick", "schedule": "hourly", "command": "true"}]}
 
 
-def run_playbook(tmp_path: Path, name: str, extra: dict, *args: str, wait: bool = True):
-    """playbooks/<name> against the scenario host with extra CLI arguments:
-    (rc, output), or with wait=False the running process."""
-    inventory, book = os.environ["MOLECULE_INVENTORY_FILE"], ROOT / "playbooks" / name
-    if not wait:
-        return start(inventory, book, *args, extra_vars=extra, vars_dir=tmp_path)
-    result = run(inventory, book, *args, extra_vars=extra, vars_dir=tmp_path, timeout=900)
+def run_playbook(tmp_path: Path, name: str, extra: dict, *args: str):
+    """playbooks/<name> against the scenario host with extra CLI arguments: (rc, output)."""
+    result = run(os.environ["MOLECULE_INVENTORY_FILE"], ROOT / "playbooks" / name, *args, extra_vars=extra,
+                 vars_dir=tmp_path, timeout=900)
     return result.rc, result.out
 
 
@@ -105,9 +102,14 @@ def test_two_deploys_at_once_one_goes_live_the_other_names_the_holder(tmp_path, 
     index = app_copy / "hello/templates/index.html"
     index.write_text(index.read_text().replace("</", "<!-- two at once --></", 1))
     before = serving()
-    runs = [run_playbook(tmp_path, "deploy.yml", {"apps": apps(src=app_copy), "app_lock_wait_seconds": 2}, wait=False)
-            for _ in range(2)]
-    results = [(p.wait(timeout=900), p.stdout.read()) for p in runs]
+    # output to files: two runs writing into pipes nobody reads would stall
+    runs = [start(os.environ["MOLECULE_INVENTORY_FILE"], ROOT / "playbooks/deploy.yml",
+                  extra_vars={"apps": apps(src=app_copy), "app_lock_wait_seconds": 2}, vars_dir=tmp_path,
+                  log=tmp_path / f"two-at-once-{i}.log")
+            for i in range(2)]
+    results = [(p.wait(timeout=900), (tmp_path / f"two-at-once-{i}.log").read_text()) for i, p in enumerate(runs)]
+    for p in runs:
+        p.log.close()
     ok = [out for rc, out in results if rc == 0]
     refused = [out for rc, out in results if rc != 0]
     assert len(ok) == 1 and len(refused) == 1, results
