@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, exec_in, scenario_vars, serving
 from playbook import Run, run, start
 
@@ -46,6 +47,14 @@ def unit_prop(unit: str, prop: str) -> str:
 
 def one_line(out: str) -> str:
     return " ".join(out.split())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scenario_source_serves(tmp_path_factory):
+    """test_deploy.py leaves other sources (and a rollback) live: start from the
+    scenario's own apps, so 'the next good run changes nothing' means it."""
+    rc, out = run_playbook(tmp_path_factory.mktemp("settle"), "deploy.yml", {"apps": apps()})
+    assert rc == 0, out
 
 
 # -- timers -------------------------------------------------------------------
