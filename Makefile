@@ -39,7 +39,7 @@ lint: venv  ## yamllint + ansible-lint (production profile)
 
 unit: venv  ## the app's tests and the inventory/model tests
 	@scripts/ensure-apt.sh redis-server
-	@$(VENV)/bin/pytest -q app/tests tests/unit tests/inventory tests/load
+	@$(VENV)/bin/pytest -q app/tests && $(VENV)/bin/pytest -q tests/unit tests/inventory tests/load
 
 molecule: venv image  ## molecule test on the default scenario
 	@for s in $(SCENARIOS); do PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/molecule test -s $$s || exit 1; done
