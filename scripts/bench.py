@@ -17,6 +17,7 @@ the no-op converge and the code-only deploy, into .state/bench/everyday.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -194,18 +195,8 @@ def bench_throughput(duration: int, connections: int) -> dict:
     argv = vm("systemctl", "show", "-p", "ExecStart", "--value", f"gunicorn-{APP}.service").stdout
     flags = unit_flags(argv)
     log(f"/api/add straight to gunicorn ({' '.join(flags)} on 127.0.0.1:9000)")
-    vm("systemd-run", "--unit", "bench-gunicorn", "--uid", f"app-{APP}", "--gid", f"app-{APP}",
-       "-p", f"WorkingDirectory=/srv/apps/{APP}/current", "-p", f"EnvironmentFile=/etc/flask-stack/{APP}.env",
-       f"/srv/apps/{APP}/current/.python/bin/python", "-m", "gunicorn", *flags,
-       "--bind", "127.0.0.1:9000", "--no-control-socket", "hello.wsgi:app")
-    try:
-        for _ in range(100):
-            if vm("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:9000/healthz", check=False).returncode == 0:
-                break
-            time.sleep(0.1)
+    with gunicorn_alone(flags):
         direct = wrk("http://127.0.0.1:9000/api/add?a=5&b=6", duration, connections)
-    finally:
-        vm("systemctl", "stop", "bench-gunicorn", check=False)
     return {
         "url": url,
         "gunicorn_flags": flags,
@@ -217,6 +208,24 @@ def bench_throughput(duration: int, connections: int) -> dict:
         "static_via_nginx": static,
         "static_over_app_rps": round(static["rps"] / via_nginx["rps"], 2) if via_nginx["rps"] else None,
     }
+
+
+@contextlib.contextmanager
+def gunicorn_alone(flags: list[str]):
+    """The app's current release under gunicorn with flags on 127.0.0.1:9000
+    (a transient unit as the app user, with its env file), until the block ends."""
+    vm("systemd-run", "--unit", "bench-gunicorn", "--uid", f"app-{APP}", "--gid", f"app-{APP}",
+       "-p", f"WorkingDirectory=/srv/apps/{APP}/current", "-p", f"EnvironmentFile=/etc/flask-stack/{APP}.env",
+       f"/srv/apps/{APP}/current/.python/bin/python", "-m", "gunicorn", *flags,
+       "--bind", "127.0.0.1:9000", "--no-control-socket", "hello.wsgi:app")
+    try:
+        for _ in range(100):
+            if vm("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:9000/healthz", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        yield
+    finally:
+        vm("systemctl", "stop", "bench-gunicorn", check=False)
 
 
 def bench_worker_classes(duration: int, connections: int) -> dict:
@@ -232,18 +241,8 @@ def bench_worker_classes(duration: int, connections: int) -> dict:
     out: dict = {"workers": int(workers), "path": "/api/sleep?ms=200", "connections": connections}
     for name, flags in models.items():
         log(f"/api/sleep?ms=200 straight to gunicorn, {name} ({workers} workers)")
-        vm("systemd-run", "--unit", "bench-gunicorn", "--uid", f"app-{APP}", "--gid", f"app-{APP}",
-           "-p", f"WorkingDirectory=/srv/apps/{APP}/current", "-p", f"EnvironmentFile=/etc/flask-stack/{APP}.env",
-           python, "-m", "gunicorn", "--workers", workers, *flags,
-           "--bind", "127.0.0.1:9000", "--no-control-socket", "hello.wsgi:app")
-        try:
-            for _ in range(100):
-                if vm("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:9000/healthz", check=False).returncode == 0:
-                    break
-                time.sleep(0.1)
+        with gunicorn_alone(["--workers", workers, *flags]):
             out[name] = wrk("http://127.0.0.1:9000/api/sleep?ms=200", duration, connections)
-        finally:
-            vm("systemctl", "stop", "bench-gunicorn", check=False)
     if out["sync"]["rps"]:
         for name in models:
             out[f"{name}_over_sync_rps"] = round(out[name]["rps"] / out["sync"]["rps"], 2)
