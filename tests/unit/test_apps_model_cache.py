@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from ansible.errors import AnsibleFilterError
+from plugin_modules import load
 
-_spec = importlib.util.spec_from_file_location(
-    "flask_stack_filter_cache", Path(__file__).resolve().parents[2] / "plugins/filter/flask_stack.py")
-model = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(model)
+model = load("plugins/filter/flask_stack.py")
 
 
 def app(**over):

@@ -4,16 +4,10 @@ their groups imply."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from plugin_modules import load
 
-_spec = importlib.util.spec_from_file_location(
-    "cluster_filter", Path(__file__).resolve().parents[2] / "plugins/filter/flask_stack_cluster.py"
-)
-cluster = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cluster)
+cluster = load("plugins/filter/flask_stack_cluster.py")
 
 HOSTVARS = {
     "lb1": {"ansible_default_ipv4": {"address": "10.0.0.1"}},

@@ -3,16 +3,10 @@ that holds the wsgi module and the environment's lock file."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from plugin_modules import load
 
-_spec = importlib.util.spec_from_file_location(
-    "flask_stack_filter_src", Path(__file__).resolve().parents[2] / "plugins/filter/flask_stack.py"
-)
-model = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(model)
+model = load("plugins/filter/flask_stack.py")
 
 
 def checked(src, **extra):

@@ -3,16 +3,10 @@ the seeds ran on."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from plugin_modules import load
 
-_spec = importlib.util.spec_from_file_location(
-    "workers_filter", Path(__file__).resolve().parents[2] / "roles/gunicorn/filter_plugins/workers.py"
-)
-workers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(workers)
+workers = load("roles/gunicorn/filter_plugins/workers.py")
 
 
 @pytest.mark.parametrize(
