@@ -52,6 +52,15 @@ report() {
   printf '%s\n' "${timings[@]}"
   printf '%-40s %5d s\n' "wall time" $((SECONDS - wall_start))
   if [ "${#failed[@]}" -gt 0 ]; then
+    # CI shows only the end of the output: repeat why each failed job failed
+    # (pytest's summary lines, ansible's fatal lines) right above the verdict
+    local name
+    for name in "${failed[@]}"; do
+      [ -f "$logs/$(slug "$name").log" ] || continue
+      printf '\n----- why %s failed (from %s.log) -----\n' "$name" "$logs/$(slug "$name")"
+      grep -E '^(FAILED|ERROR) |^E  |fatal: \[|failed=[1-9]|changed=[1-9]|Error|[0-9]+ (passed|failed)' \
+        "$logs/$(slug "$name").log" | cut -c1-300 | tail -n 40 || true
+    done
     printf 'FAILED: %s\n' "${failed[*]}"
   fi
 }
