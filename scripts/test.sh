@@ -27,10 +27,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 # The molecule scenarios, longest first (the pool starts them in this order).
 # Adding a scenario to `make test` is one word here. The order is measured
 # (CI, 3 jobs on 2 cores: default 1740 s, deploy 1487, cluster 1470, workers
-# 1430 before its prepared image, hardening 384): with three slots the
-# fourth long scenario starts when the first one ends, so it should be the
-# shortest of the long ones (deploy started fourth at 1430 s and ended the
-# run at 2917 s).
+# 1430, hardening 384): with three slots the fourth long scenario starts
+# when the first one ends and ends the run, so it should be the shortest of
+# the long ones.
 SCENARIOS=(default deploy cluster workers hardening)
 if [ -n "${FLASK_STACK_TEST_SCENARIOS:-}" ]; then
   read -r -a SCENARIOS <<<"$FLASK_STACK_TEST_SCENARIOS"
