@@ -41,7 +41,8 @@ unit: venv  ## the app's tests and the inventory/model tests
 	@scripts/ensure-apt.sh redis-server
 	@$(VENV)/bin/pytest -q app/tests && $(VENV)/bin/pytest -q tests/unit tests/inventory tests/load
 
-molecule: venv image  ## molecule test on the default scenario
+molecule: venv image  ## molecule test on every scenario (SCENARIOS), one after the other
+	@molecule/resources/build-image.sh --prepared "$(MOLECULE_DISTRO)" >/dev/null
 	@for s in $(SCENARIOS); do PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/molecule test -s $$s || exit 1; done
 
 bench: venv image  ## measure the demo VM: throughput, redeploy and crash under load, env builds, converge

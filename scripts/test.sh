@@ -25,8 +25,12 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 # The molecule scenarios, longest first (the pool starts them in this order).
-# Adding a scenario to `make test` is one word here.
-SCENARIOS=(cluster default workers deploy hardening)
+# Adding a scenario to `make test` is one word here. The order is measured
+# (CI, 3 jobs on 2 cores: default 1740 s, deploy 1487, cluster 1470, workers
+# 1430, hardening 384): with three slots the fourth long scenario starts
+# when the first one ends and ends the run, so it should be the shortest of
+# the long ones.
+SCENARIOS=(default deploy cluster workers hardening)
 if [ -n "${FLASK_STACK_TEST_SCENARIOS:-}" ]; then
   read -r -a SCENARIOS <<<"$FLASK_STACK_TEST_SCENARIOS"
 fi
@@ -101,6 +105,32 @@ job() {
 }
 slug() { printf '%s' "$1" | tr -c 'a-zA-Z0-9' '-'; }
 
+# Passes a job's output through and writes the time of each molecule step
+# (create, converge, verify...: molecule's "<scenario> ➜ <step>: Executing"
+# and "...: Executed: <result>" lines) to the file $1, one
+# "<step>\t<seconds>\t<status>" line per step.
+step_times() {
+  local line clean step="" start=$SECONDS
+  while IFS= read -r line; do
+    printf '%s\n' "$line"
+    case "$line" in
+      *'➜ '*': '*Execut*) ;;
+      *) continue ;;
+    esac
+    clean="$(printf '%s' "$line" | sed 's/\x1b\[[0-9;]*m//g')"
+    if [[ "$clean" =~ ➜\ ([a-z_]+):\ Executing ]]; then
+      step="${BASH_REMATCH[1]}" start=$SECONDS
+    elif [[ "$clean" =~ ➜\ ([a-z_]+):\ Executed:\ (.*) ]] && [ "${BASH_REMATCH[1]}" = "$step" ]; then
+      case "${BASH_REMATCH[2]}" in
+        Successful*) printf '%s\t%d\tok\n' "$step" $((SECONDS - start)) >>"$1" ;;
+        Missing*) ;;  # a step the scenario has no playbook for (prepare, cleanup)
+        *) printf '%s\t%d\tFAILED\n' "$step" $((SECONDS - start)) >>"$1" ;;
+      esac
+      step=""
+    fi
+  done
+}
+
 # Runs in a background subshell: waits for the lock, runs, writes the result.
 run_job() {
   local name="$1" base="$logs/$(slug "$1")" queued=$SECONDS
@@ -112,7 +142,7 @@ run_job() {
     fi
     local start=$SECONDS
     echo "\$ ${job_cmd[$name]}"
-    eval "${job_cmd[$name]}" </dev/null || rc=$?
+    eval "${job_cmd[$name]}" </dev/null 2>&1 | step_times "$base.steps" || rc=$?
     echo "$rc $((SECONDS - start)) $((start - queued))" >"$base.rc"
   } >"$base.log" 2>&1
 }
@@ -128,6 +158,12 @@ finish() {  # finish NAME: print the job's log and record its time
   printf '\n===== %s: %s after %d s %s (log: %s.log) =====\n' "$name" "$status" "$run" "$note" "$base"
   cat "$base.log"
   record "$name" "$run" "$status" "$note"
+  if [ -s "$base.steps" ]; then  # a molecule scenario: the time of each step
+    local step srun sstatus
+    while IFS=$'\t' read -r step srun sstatus; do
+      timings+=("$(printf '%-40s %5d s  %s' "  $step" "$srun" "$sstatus")")
+    done <"$base.steps"
+  fi
   if [ "$name" = "$light_job" ] && [ -f "$logs/light.times" ]; then
     local lname lrun lstatus
     while IFS=$'\t' read -r lname lrun lstatus; do
@@ -170,7 +206,9 @@ pool() {  # run the queued jobs, at most $1 at a time; wait for all
 
 # --- setup: what the jobs need on this machine -------------------------------
 stage "apt test tools (redis-server, testssl.sh)" scripts/ensure-apt.sh redis-server testssl.sh
-stage "docker engine + base image" bash -c 'scripts/ensure-docker.sh && molecule/resources/build-image.sh >/dev/null'
+# the bare image (default scenario, demo) and the prepared one on top of it
+# (the roles' packages preinstalled: the other scenarios' web hosts)
+stage "docker engine + base and prepared images" bash -c 'scripts/ensure-docker.sh && molecule/resources/build-image.sh --prepared >/dev/null'
 
 # --- the checks ----------------------------------------------------------------
 # The light checks (lint, unit tests, moto: no containers, little CPU next

@@ -5,6 +5,9 @@
 #
 #   molecule/resources/build-image.sh [DISTRO]      DISTRO: debian12 (default),
 #                                                   ubuntu2204, ubuntu2404
+#   molecule/resources/build-image.sh --prepared [DISTRO]
+#                                   the same image with the roles' packages
+#                                   installed (prepared-image.sh)
 # Environment:
 #   MOLECULE_DISTRO   default for DISTRO
 #   DEBIAN_MIRROR     default http://deb.debian.org/debian
@@ -15,8 +18,15 @@
 # python3, sudo, nothing else. It is tagged with a hash of this script, so a
 # second build is instant and an edited script builds a new image.
 # Prints the image name on stdout.
+#
+# With --prepared it builds (or finds) this image and then the prepared one on
+# top of it: see prepared-image.sh.
 set -euo pipefail
 
+if [ "${1:-}" = --prepared ]; then
+  shift
+  exec "$(dirname "$0")/prepared-image.sh" "$@"
+fi
 distro="${1:-${MOLECULE_DISTRO:-debian12}}"
 here="$(cd "$(dirname "$0")" && pwd)"
 log() { printf '==> %s\n' "$*" >&2; }
