@@ -26,8 +26,35 @@ def flask_stack_address(host: str, hostvars: Any) -> str:
 
 
 def flask_stack_worker_hosts(groups: Any) -> list[str]:
-    """Hosts that run Celery workers: the `worker` group, or the `web` group when it is empty."""
+    """Hosts that run the apps' Celery worker and beat: the `worker` group;
+    the `web` group when the inventory has no (or an empty) `worker` group, as
+    on one VM. Beat runs on the first of them that has the app."""
     return _group(groups, "worker") or _group(groups, "web")
+
+
+def flask_stack_public_web(groups: Any, host: str) -> bool:
+    """Whether ``host`` opens the web ports to everyone: a load balancer; without
+    load balancers a `web` host (one VM, as before). Not an app host behind load
+    balancers, nor a host that is only a worker or Redis host (it serves no web)."""
+    if host in _group(groups, "lb"):
+        return True
+    if _group(groups, "lb"):
+        return False
+    if host in _group(groups, "web"):
+        return True
+    return host not in _group(groups, "worker") + _group(groups, "redis")
+
+
+def flask_stack_group_problems(groups: Any) -> list[str]:
+    """What is wrong with the groups as a whole, one sentence each ([] = fine)."""
+    problems = []
+    web = _group(groups, "web")
+    apart = [h for h in _group(groups, "worker") if h not in web]
+    if apart and not _group(groups, "redis"):
+        problems.append(
+            f"inventory group worker: hosts {apart} are not in group web, so the web hosts and the workers need "
+            "one shared broker: add a redis group (one host) to the inventory")
+    return problems
 
 
 def flask_stack_broker_host(groups: Any, host: str, hostvars: Any) -> str:
@@ -58,10 +85,10 @@ def flask_stack_behind_lb(groups: Any, host: str) -> bool:
 def flask_stack_group_rules(groups: Any, host: str, hostvars: Any, web_ports: list[Any],
                             redis_port: Any) -> list[dict[str, Any]]:
     """Firewall rules the groups imply for ``host``: the web ports from each
-    load balancer (an app host behind them), the Redis port from each web and
+    load balancer (a `web` host behind them), the Redis port from each web and
     worker host (the broker host). Each as {port, proto, from, comment}."""
     rules: list[dict[str, Any]] = []
-    if flask_stack_behind_lb(groups, host):
+    if flask_stack_behind_lb(groups, host) and host in _group(groups, "web"):
         for lb in _group(groups, "lb"):
             for port in web_ports:
                 rules.append({"port": int(port), "proto": "tcp", "from": flask_stack_address(lb, hostvars),
@@ -78,6 +105,8 @@ class FilterModule:
         return {
             "flask_stack_address": flask_stack_address,
             "flask_stack_worker_hosts": flask_stack_worker_hosts,
+            "flask_stack_public_web": flask_stack_public_web,
+            "flask_stack_group_problems": flask_stack_group_problems,
             "flask_stack_broker_host": flask_stack_broker_host,
             "flask_stack_redis_clients": flask_stack_redis_clients,
             "flask_stack_behind_lb": flask_stack_behind_lb,
