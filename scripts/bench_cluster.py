@@ -20,7 +20,7 @@ Load is bounded (wrk by duration; the counting load by a stop file, a
 request budget and a deadline) and goes to the project's containers only.
 wrk comes from Debian's package, installed in the LB container on first use.
 
-    scripts/bench_cluster.py --cafile .state/cluster/pebble-root.pem [--duration 10] [--connections 16] [--skip-deploy]
+    scripts/bench_cluster.py [--duration 10] [--connections 16] [--skip-deploy]
 """
 
 from __future__ import annotations
@@ -188,8 +188,6 @@ def molecule_inventory() -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--https-port", type=int, default=28443, help="(unused: load runs inside the containers)")
-    ap.add_argument("--cafile", default="", help="(unused: the probe fetches Pebble's root itself)")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--skip-deploy", action="store_true")

@@ -59,7 +59,7 @@ case "${1:-}" in
   bench)
     shift
     pebble_root
-    python scripts/bench_cluster.py --https-port "$https_port" --cafile "$state/pebble-root.pem" "$@"
+    python scripts/bench_cluster.py "$@"
     ;;
   *)
     echo "usage: $0 up|down|bench [bench options]" >&2
