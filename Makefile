@@ -8,10 +8,10 @@ export MOLECULE_DISTRO ?= debian12
 # the molecule scenarios: the one list in scripts/test.sh
 SCENARIOS ?= $(shell sed -n 's/^SCENARIOS=(\(.*\))$$/\1/p' scripts/test.sh)
 
-.PHONY: help venv docker image demo down test lint molecule unit bench clean
+.PHONY: help venv docker image demo down demo-cluster down-cluster test lint molecule unit bench bench-cluster clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed  ## install the pinned tools into ./.venv
 
@@ -31,6 +31,12 @@ demo: venv image  ## start the local VM, converge site.yml on it, print its URL
 down:  ## remove the local VM
 	@scripts/demo.sh down
 
+demo-cluster: venv image  ## the cluster scenario (LB, 2 web, Redis+worker, Pebble) converged, print its URL
+	@scripts/cluster.sh up
+
+down-cluster:  ## remove the cluster's containers (molecule destroy -s cluster)
+	@scripts/cluster.sh down
+
 test: venv  ## lint, unit tests, molecule and the demo re-run, as parallel jobs (the CI command)
 	@scripts/test.sh
 
@@ -47,6 +53,9 @@ molecule: venv image  ## molecule test on every scenario (SCENARIOS), one after 
 
 bench: venv image  ## measure the demo VM: throughput, redeploy and crash under load, env builds, converge
 	@$(VENV)/bin/python scripts/bench.py $(BENCH_ARGS)
+
+bench-cluster: venv image  ## measure the converged cluster (make demo-cluster first): LB with 1 and 2 hosts, overhead, rolling deploy
+	@scripts/cluster.sh bench $(BENCH_ARGS)
 
 clean: down  ## remove the venv and caches (images stay)
 	rm -rf $(VENV) .cache .state

@@ -601,12 +601,24 @@ def flask_stack_beat_host(app: Any, hosts: Any, hostvars: Any) -> str:
     return ""
 
 
-def flask_stack_processes(app: dict[str, Any], host: str, hosts: Any, hostvars: Any) -> list[str]:
-    """The units one release of ``app`` runs on ``host``: web, the worker when
-    enabled, beat when enabled and ``host`` is its beat host."""
+def flask_stack_processes(app: dict[str, Any], host: str, hosts: Any, hostvars: Any,
+                          web_hosts: Any = None) -> list[str]:
+    """The units one release of ``app`` runs on ``host``. ``hosts`` are the
+    hosts that run Celery (the worker hosts: groups | flask_stack_worker_hosts),
+    ``web_hosts`` those that serve web (the `web` group; None: every host).
+    Web when ``host`` serves web; the worker when enabled and ``host`` runs
+    Celery; beat when enabled and ``host`` is its beat host (the first of
+    ``hosts`` that has the app)."""
+    web = f"{app['unit']}.service"
+    worker = f"{app['worker_unit']}.service"
     beat = f"{app['beat_unit']}.service"
-    here = flask_stack_beat_host(app, hosts, hostvars) == host
-    return [u for u in app["process_units"] if u != beat or here]
+    celery_here = host in list(hosts)
+    keep = {
+        web: web_hosts is None or host in list(web_hosts),
+        worker: celery_here,
+        beat: celery_here and flask_stack_beat_host(app, hosts, hostvars) == host,
+    }
+    return [u for u in app["process_units"] if keep.get(u, True)]
 
 
 class FilterModule:

@@ -4,6 +4,7 @@ before: loopback for the broker and no group rules."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -26,8 +27,35 @@ def flask_stack_address(host: str, hostvars: Any) -> str:
 
 
 def flask_stack_worker_hosts(groups: Any) -> list[str]:
-    """Hosts that run Celery workers: the `worker` group, or the `web` group when it is empty."""
+    """Hosts that run the apps' Celery worker and beat: the `worker` group;
+    the `web` group when the inventory has no (or an empty) `worker` group, as
+    on one VM. Beat runs on the first of them that has the app."""
     return _group(groups, "worker") or _group(groups, "web")
+
+
+def flask_stack_public_web(groups: Any, host: str) -> bool:
+    """Whether ``host`` opens the web ports to everyone: a load balancer; without
+    load balancers a `web` host (one VM, as before). Not an app host behind load
+    balancers, nor a host that is only a worker or Redis host (it serves no web)."""
+    if host in _group(groups, "lb"):
+        return True
+    if _group(groups, "lb"):
+        return False
+    if host in _group(groups, "web"):
+        return True
+    return host not in _group(groups, "worker") + _group(groups, "redis")
+
+
+def flask_stack_group_problems(groups: Any) -> list[str]:
+    """What is wrong with the groups as a whole, one sentence each ([] = fine)."""
+    problems = []
+    web = _group(groups, "web")
+    apart = [h for h in _group(groups, "worker") if h not in web]
+    if apart and not _group(groups, "redis"):
+        problems.append(
+            f"inventory group worker: hosts {apart} are not in group web, so the web hosts and the workers need "
+            "one shared broker: add a redis group (one host) to the inventory")
+    return problems
 
 
 def flask_stack_broker_host(groups: Any, host: str, hostvars: Any) -> str:
@@ -58,10 +86,10 @@ def flask_stack_behind_lb(groups: Any, host: str) -> bool:
 def flask_stack_group_rules(groups: Any, host: str, hostvars: Any, web_ports: list[Any],
                             redis_port: Any) -> list[dict[str, Any]]:
     """Firewall rules the groups imply for ``host``: the web ports from each
-    load balancer (an app host behind them), the Redis port from each web and
+    load balancer (a `web` host behind them), the Redis port from each web and
     worker host (the broker host). Each as {port, proto, from, comment}."""
     rules: list[dict[str, Any]] = []
-    if flask_stack_behind_lb(groups, host):
+    if flask_stack_behind_lb(groups, host) and host in _group(groups, "web"):
         for lb in _group(groups, "lb"):
             for port in web_ports:
                 rules.append({"port": int(port), "proto": "tcp", "from": flask_stack_address(lb, hostvars),
@@ -73,11 +101,79 @@ def flask_stack_group_rules(groups: Any, host: str, hostvars: Any, web_ports: li
     return rules
 
 
+AWS_GROUPS = ("lb", "web", "worker", "redis")
+
+
+def flask_stack_aws_layout(hosts: Any, prefix: str, single_name: str, single_group: str, ssh_port: Any,
+                           public_ports: Any, redis_port: Any, admin_v4: Any, admin_v6: Any) -> dict[str, Any]:
+    """The instances and security groups of playbooks/provision.yml (role aws_instance).
+
+    ``hosts`` empty: one instance ``single_name`` in ``single_group`` with one
+    security group of the same name (SSH from the admin networks, the public
+    ports from anywhere). Otherwise one instance <prefix>-<name> per entry and,
+    when one of them is in `lb`, two groups: <prefix>-lb (public ports from
+    anywhere) on the lb hosts and <prefix>-app (the public ports from the lb
+    group, Redis from the app group itself) on the others; without an lb host
+    every host gets the public group. SSH from the admin networks in each.
+    Returns {hosts: [{name, groups, security_groups}], security_groups:
+    [{name, description, rules}]} in creation order (a group before those
+    that refer to it), rules in amazon.aws.ec2_security_group's format."""
+    def ssh() -> list[dict[str, Any]]:
+        return ([{"proto": "tcp", "ports": [int(ssh_port)], "cidr_ip": list(admin_v4),
+                  "rule_desc": "SSH from admin networks"}] if admin_v4 else []) + \
+               ([{"proto": "tcp", "ports": [int(ssh_port)], "cidr_ipv6": list(admin_v6),
+                  "rule_desc": "SSH from admin networks"}] if admin_v6 else [])
+
+    ports = [int(p) for p in public_ports or []]
+    public = ssh() + ([{"proto": "tcp", "ports": ports, "cidr_ip": ["0.0.0.0/0"], "rule_desc": "Public web (IPv4)"},
+                       {"proto": "tcp", "ports": ports, "cidr_ipv6": ["::/0"], "rule_desc": "Public web (IPv6)"}]
+                      if ports else [])
+    if not hosts:
+        return {"hosts": [{"name": single_name, "groups": [single_group], "security_groups": [single_name]}],
+                "security_groups": [{"name": single_name, "rules": public,
+                                     "description": f"{single_name}: SSH from admin networks, public web ports from anywhere"}]}
+    problems = []
+    for i, host in enumerate(hosts):
+        name = host.get("name") if isinstance(host, dict) else None
+        groups = host.get("groups") if isinstance(host, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+            problems.append(f"aws_instance_hosts[{i}].name: {name!r} must be a short lowercase name such as web1")
+        if not isinstance(groups, list) or not groups or any(g not in AWS_GROUPS for g in groups):
+            problems.append(f"aws_instance_hosts[{i}].groups: {groups!r} must list some of {list(AWS_GROUPS)}")
+    names = [h.get("name") for h in hosts if isinstance(h, dict)]
+    problems += [f"aws_instance_hosts: name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
+    if problems:
+        raise AnsibleFilterError("; ".join(problems))
+    lb, app = f"{prefix}-lb", f"{prefix}-app"
+    with_lb = any("lb" in h["groups"] for h in hosts)
+    if not with_lb:
+        sgs = [{"name": app, "rules": public, "description": f"{app}: SSH from admin networks, public web ports from anywhere"}]
+    else:
+        app_rules = ssh() + ([{"proto": "tcp", "ports": ports, "group_name": lb, "rule_desc": "Web from the load balancers"}]
+                             if ports else []) \
+            + [{"proto": "tcp", "ports": [int(redis_port)], "group_name": app, "rule_desc": "Redis from the app hosts"}]
+        sgs = [{"name": lb, "rules": public, "description": f"{lb}: SSH from admin networks, public web ports from anywhere"},
+               {"name": app, "rules": app_rules,
+                "description": f"{app}: SSH from admin networks, web ports from {lb}, Redis from {app}"}]
+
+    def groups_of(host: dict[str, Any]) -> list[str]:
+        if not with_lb:
+            return [app]
+        return ([lb] if "lb" in host["groups"] else []) + ([app] if set(host["groups"]) - {"lb"} else [])
+
+    return {"hosts": [{"name": f"{prefix}-{h['name']}", "groups": list(h["groups"]), "security_groups": groups_of(h)}
+                      for h in hosts],
+            "security_groups": sgs}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "flask_stack_address": flask_stack_address,
             "flask_stack_worker_hosts": flask_stack_worker_hosts,
+            "flask_stack_public_web": flask_stack_public_web,
+            "flask_stack_group_problems": flask_stack_group_problems,
+            "flask_stack_aws_layout": flask_stack_aws_layout,
             "flask_stack_broker_host": flask_stack_broker_host,
             "flask_stack_redis_clients": flask_stack_redis_clients,
             "flask_stack_behind_lb": flask_stack_behind_lb,

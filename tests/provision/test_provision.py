@@ -5,6 +5,7 @@ The moto server, the fake AMIs and the unrelated resources are set up by fixture
 """
 
 import ipaddress
+import json
 import os
 import re
 import time
@@ -330,3 +331,111 @@ def test_provision_is_idempotent_and_teardown_is_exact(moto_endpoint, ec2, world
     timings.append(f"teardown, second run: {seconds:.1f}s")
     assert proc.returncode == 0, output(proc)
     assert recap(proc)["changed"] == 0, output(proc)
+
+
+# ---------------------------------------------------------------------------------------------- several hosts
+
+CLUSTER_ENV = "moto-cluster"
+CLUSTER_HOSTS = [
+    {"name": "lb1", "groups": ["lb"]},
+    {"name": "web1", "groups": ["web", "worker"]},
+    {"name": "web2", "groups": ["web", "worker"]},
+    {"name": "redis1", "groups": ["redis"]},
+]
+CLUSTER_VARS = json.dumps({"aws_instance_env": CLUSTER_ENV, "aws_instance_hosts": CLUSTER_HOSTS})
+CLUSTER_PREFIX = f"flask-stack-{CLUSTER_ENV}"
+
+
+def cluster_resources(ec2):
+    env = [{"Name": "tag:Project", "Values": ["flask-stack"]}, {"Name": "tag:Environment", "Values": [CLUSTER_ENV]}]
+    return {
+        "security_groups": {g["GroupName"]: g for g in ec2.describe_security_groups(Filters=env)["SecurityGroups"]},
+        "instances": {
+            tags_of(i)["Name"]: i
+            for r in ec2.describe_instances(Filters=env + [{"Name": "instance-state-name", "Values": LIVE_STATES}])[
+                "Reservations"
+            ]
+            for i in r["Instances"]
+        },
+        "addresses": ec2.describe_addresses(Filters=env)["Addresses"],
+    }
+
+
+def sg_rules(sg):
+    """Inbound rules as (port, source): a CIDR or ("group", group id)."""
+    rules = set()
+    for perm in sg["IpPermissions"]:
+        assert perm["IpProtocol"] == "tcp" and perm["FromPort"] == perm["ToPort"], perm
+        assert not perm.get("PrefixListIds"), perm
+        for rng in perm.get("IpRanges", []):
+            rules.add((perm["FromPort"], rng["CidrIp"]))
+        for rng in perm.get("Ipv6Ranges", []):
+            rules.add((perm["FromPort"], rng["CidrIpv6"]))
+        for pair in perm.get("UserIdGroupPairs", []):
+            rules.add((perm["FromPort"], ("group", pair["GroupId"])))
+    return rules
+
+
+def test_several_hosts_get_an_lb_group_and_an_app_group_open_only_to_it(moto_endpoint, ec2, world, tmp_path):
+    inventory_file = tmp_path / "hosts.aws.yml"
+    before = snapshot(ec2)
+    proc, seconds = run_playbook("provision.yml", moto_endpoint, inventory_file, CLUSTER_VARS)
+    print(f"\nprovision of 4 hosts: {seconds:.1f}s")
+    assert proc.returncode == 0, output(proc)
+
+    found = cluster_resources(ec2)
+    lb, app = found["security_groups"][f"{CLUSTER_PREFIX}-lb"], found["security_groups"][f"{CLUSTER_PREFIX}-app"]
+    assert set(found["security_groups"]) == {lb["GroupName"], app["GroupName"]}
+    ssh = {(22, cidr) for cidr in ADMIN_V4 + ADMIN_V6}
+    # the LB: the web ports from the world, SSH from the admin networks
+    assert sg_rules(lb) == ssh | {(port, cidr) for port in PUBLIC_PORTS for cidr in ("0.0.0.0/0", "::/0")}
+    # the app hosts: the web ports only from the LB group, Redis only from the app group, SSH from the admins
+    assert sg_rules(app) == ssh | {(port, ("group", lb["GroupId"])) for port in PUBLIC_PORTS} | {
+        (6379, ("group", app["GroupId"]))}
+    for sg in (lb, app):
+        assert tags_of(sg)["Name"] == sg["GroupName"] and tags_of(sg)["Environment"] == CLUSTER_ENV
+
+    # each instance in the group its inventory groups call for
+    groups_of = {name: [g["GroupId"] for g in i["SecurityGroups"]] for name, i in found["instances"].items()}
+    assert groups_of == {
+        f"{CLUSTER_PREFIX}-lb1": [lb["GroupId"]],
+        f"{CLUSTER_PREFIX}-web1": [app["GroupId"]],
+        f"{CLUSTER_PREFIX}-web2": [app["GroupId"]],
+        f"{CLUSTER_PREFIX}-redis1": [app["GroupId"]],
+    }
+    assert len(found["addresses"]) == 4
+
+    # the inventory: each host in its groups, with the address the others reach it at
+    written = yaml.safe_load(inventory_file.read_text())["all"]["children"]
+    assert {g: sorted(v["hosts"]) for g, v in written.items()} == {
+        "lb": [f"{CLUSTER_PREFIX}-lb1"],
+        "web": [f"{CLUSTER_PREFIX}-web1", f"{CLUSTER_PREFIX}-web2"],
+        "worker": [f"{CLUSTER_PREFIX}-web1", f"{CLUSTER_PREFIX}-web2"],
+        "redis": [f"{CLUSTER_PREFIX}-redis1"],
+    }
+    web1 = written["web"]["hosts"][f"{CLUSTER_PREFIX}-web1"]
+    assert web1["private_address"] == found["instances"][f"{CLUSTER_PREFIX}-web1"]["PrivateIpAddress"]
+
+    # a second run changes nothing
+    proc, _ = run_playbook("provision.yml", moto_endpoint, inventory_file, CLUSTER_VARS)
+    assert proc.returncode == 0, output(proc)
+    assert recap(proc)["changed"] == 0, output(proc)
+
+    # teardown removes exactly this environment's resources
+    proc, _ = run_playbook("teardown.yml", moto_endpoint, inventory_file, CLUSTER_VARS)
+    assert proc.returncode == 0, output(proc)
+    assert not any(cluster_resources(ec2).values()), cluster_resources(ec2)
+    assert snapshot(ec2) == before
+    assert not inventory_file.exists()
+
+
+def test_bad_hosts_fail_before_touching_aws(moto_endpoint, ec2, world, tmp_path):
+    before = snapshot(ec2)
+    bad = json.dumps({"aws_instance_env": CLUSTER_ENV,
+                      "aws_instance_hosts": [{"name": "lb1", "groups": ["lb"]}, {"name": "Web 1", "groups": ["www"]}]})
+    proc, _ = run_playbook("provision.yml", moto_endpoint, tmp_path / "hosts.aws.yml", bad)
+    assert proc.returncode != 0
+    assert "aws_instance_hosts[1].name: 'Web 1'" in proc.stdout, output(proc)
+    assert "aws_instance_hosts[1].groups: ['www']" in proc.stdout, output(proc)
+    assert "Validate" in proc.stdout.split("fatal:")[0].rsplit("TASK [", 1)[-1]
+    assert snapshot(ec2) == before

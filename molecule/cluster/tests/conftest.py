@@ -18,6 +18,10 @@ SCENARIO = Path(__file__).resolve().parents[1]
 LB = "flask-stack-cluster-lb"
 WEBS = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
 REDIS = "flask-stack-cluster-redis"
+# the worker group in inventory order (molecule writes a group's hosts sorted
+# by name): the Redis host (worker-only), then the web hosts. Beat runs on
+# the first one.
+WORKERS = [REDIS, *WEBS]
 PROBE = "flask-stack-cluster-acme"
 APP = "/srv/apps/hello"
 # the load counter the deploy scenario uses (every request counted once)

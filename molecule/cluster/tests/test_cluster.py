@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import (LB, PROBE, REDIS, WEBS, Load, address, edit, exec_in, hook_runs, hostname, lb_request,
+from conftest import (LB, PROBE, REDIS, WEBS, WORKERS, Load, address, edit, exec_in, hook_runs, hostname, lb_request,
                       playbook, release, rotation, servers, wait_for)
 
 WEB_NAMES = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
@@ -65,11 +65,28 @@ def test_a_job_posted_through_the_lb_is_executed_by_a_worker():
 
     result = wait_for(done, 60, step=0.5)
     assert result and result["state"] == "SUCCESS" and result["result"] == 42, result
-    # the workers run on the web hosts, beat on the first one only
-    for web in WEBS:
-        assert exec_in(web, "systemctl", "is-active", "celery-hello-worker.service").stdout.strip() == "active"
-    beat = [exec_in(w, "systemctl", "is-active", "celery-hello-beat.service").stdout.strip() for w in WEBS]
-    assert beat == ["active", "inactive"], beat
+    # workers on the worker group (the Redis host and both web hosts), beat
+    # on the first worker host only (the Redis host: molecule sorts a group's hosts)
+    for host in WORKERS:
+        assert exec_in(host, "systemctl", "is-active", "celery-hello-worker.service").stdout.strip() == "active"
+    beat = [exec_in(h, "systemctl", "is-active", "celery-hello-beat.service").stdout.strip() for h in WORKERS]
+    assert beat == ["active", "inactive", "inactive"], beat
+    for host in WORKERS[1:]:
+        assert exec_in(host, "test", "-e", "/etc/systemd/system/celery-hello-beat.service").returncode != 0, host
+
+
+def test_a_worker_only_host_runs_celery_and_no_web():
+    # the Redis host is in group worker, not web: the app's release (same source as the web hosts), its
+    # worker and, as the first worker host, beat; no web units, no nginx
+    assert release(REDIS).split("-")[1] == release(WEBS[0]).split("-")[1], (release(REDIS), release(WEBS[0]))
+    units = exec_in(REDIS, "systemctl", "list-units", "--all", "--plain", "--no-legend", "gunicorn-*", "nginx*",
+                    "celery-*").stdout.split()
+    names = sorted(u for u in units if u.endswith((".service", ".socket")))
+    assert names == ["celery-hello-beat.service", "celery-hello-worker.service"], units
+    assert exec_in(REDIS, "test", "-e", "/etc/systemd/system/gunicorn-hello.socket").returncode != 0
+    # no web port on it, from the LB or anyone
+    for outsider in (LB, PROBE):
+        assert _connects(outsider, address(REDIS), 443).startswith("blocked"), outsider
 
 
 def _connects(container: str, ip: str, port: int) -> str:
@@ -135,7 +152,9 @@ def test_rolling_deploy_under_load_drops_no_request(app_copy, deploy):
     # release ids are <time shipped>-<source hash>: the hosts ship minutes apart
     after = [release(w) for w in WEBS]
     assert after[0].split("-")[1] == after[1].split("-")[1] and not set(after) & set(before), (before, after)
-    # the roll went host by host: each host drained, then back UP
+    # the worker-only host rolled too (last, never drained: it is no LB server)
+    assert release(REDIS).split("-")[1] == after[0].split("-")[1], (release(REDIS), after)
+    # the roll went host by host: each web host drained, then back UP
     assert run.out.count("TASK [Drain on the load balancers]") == 2, run.out[-3000:]
     # the before_switch hook ran once for the whole deploy
     assert sum(hook_runs(w) for w in WEBS) == hooks_before + 1
@@ -163,12 +182,18 @@ def test_rollback_rolls_host_by_host_under_load(tmp_path):
 def test_a_bad_release_stops_the_roll_on_the_first_host(app_copy, deploy):
     edit(app_copy / "hello/__init__.py", '    @app.get("/healthz")\n    def healthz() -> Response:\n',
          '    @app.get("/healthz")\n    def healthz() -> Response:\n        raise RuntimeError("bad release")\n')
-    before = [release(w) for w in WEBS]
+    before = [release(h) for h in WORKERS]
     run = deploy(app_copy)
     assert run.rc != 0
     assert "failed its health check" in run.out, run.out[-3000:]
-    # the first host failed its gate and is back on its old release; the second was never touched
-    assert [release(w) for w in WEBS] == before
+    # the first host failed its gate and is back on its old release; the
+    # second web host and the worker-only host were never touched: no task of
+    # the deploy play ran on them
+    assert [release(h) for h in WORKERS] == before
+    roll = run.out.split("PLAY [Deploy the apps]", 1)[1].split("PLAY RECAP", 1)[0]
+    assert "[flask-stack-cluster-web1" in roll, roll[-3000:]
+    untouched = [h for h in (WEBS[1], REDIS) if f"[{h}" in roll or f": {h}]" in roll]
+    assert not untouched, (untouched, roll[-3000:])
     assert run.out.count("TASK [Drain on the load balancers]") == 1, run.out[-3000:]
     assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
     answered = {lb_request("GET", "/healthz")[2]["host"] for _ in range(10)}
