@@ -76,8 +76,10 @@ def parse_wrk(text: str) -> dict:
     }
 
 
-def wrk(url: str, duration: int, connections: int) -> dict:
+def wrk(url: str, duration: int, connections: int, headers: tuple[str, ...] = ()) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    for header in headers:
+        cmd += ["-H", header]
     return parse_wrk(vm(*cmd, url, timeout=duration + 60).stdout)
 
 
@@ -247,6 +249,47 @@ def bench_worker_classes(duration: int, connections: int) -> dict:
         for name in models:
             out[f"{name}_over_sync_rps"] = round(out[name]["rps"] / out["sync"]["rps"], 2)
     return out
+
+
+CACHE_PATH = "/api/time"  # a fresh value per request, no Cache-Control, no cookie
+CACHE_BYPASS = "X-Cache-Bypass: 1"  # nginx_cache_bypass_header's default
+
+
+def cache_status(url: str, *headers: str) -> str:
+    args = [a for h in headers for a in ("-H", h)]
+    head = vm("curl", "-sk", "-o", "/dev/null", "-D", "-", *args, url).stdout
+    match = re.search(r"^x-cache-status:\s*(\S+)", head, re.I | re.M)
+    return match.group(1) if match else "none"
+
+
+def bench_cache(duration: int, connections: int) -> dict:
+    """nginx microcaching (apps[].cache): /api/time cached for 1 s against the
+    same path, same server block and location with the operator's bypass
+    header (neither read from nor stored in the cache), through nginx over
+    HTTPS. The cache is configured through the nginx role for the length of
+    the run (playbooks/web.yml with the apps list plus cache) and removed
+    after by the same playbook with the inventory's own apps."""
+    url = nginx_url()
+    apps = demo_apps(ROOT / "app")
+    for app in apps:
+        if app["name"] == APP:
+            app["cache"] = [{"path": CACHE_PATH, "ttl": 1}]
+    log(f"nginx microcache on {CACHE_PATH} (1 s), configured by playbooks/web.yml")
+    converge("playbooks/web.yml", "-e", json.dumps({"apps": apps}))
+    try:
+        cache_status(f"{url}{CACHE_PATH}")  # fills the cache
+        seen = {"cached": cache_status(f"{url}{CACHE_PATH}"), "bypass": cache_status(f"{url}{CACHE_PATH}", CACHE_BYPASS)}
+        if seen != {"cached": "HIT", "bypass": "BYPASS"}:
+            sys.exit(f"the microcache does not answer as configured: X-Cache-Status {seen}")
+        log(f"{CACHE_PATH} through nginx, cached")
+        cached = wrk(f"{url}{CACHE_PATH}", duration, connections)
+        log(f"{CACHE_PATH} through nginx, {CACHE_BYPASS} (not cached)")
+        bypass = wrk(f"{url}{CACHE_PATH}", duration, connections, headers=(CACHE_BYPASS,))
+    finally:
+        log("microcache off again (playbooks/web.yml with the inventory's apps)")
+        converge("playbooks/web.yml")
+    return {"path": CACHE_PATH, "ttl_s": 1, "x_cache_status": seen, "cached": cached, "uncached": bypass,
+            "cached_over_uncached_rps": round(cached["rps"] / bypass["rps"], 1) if bypass["rps"] else None}
 
 
 def bench_redeploy(connections: int) -> dict:
@@ -471,6 +514,15 @@ def table(results: dict) -> str:
             ("static via nginx", f"{t['static_via_nginx']['rps']:.0f} req/s, p99 {t['static_via_nginx']['p99_ms']} ms"),
             ("static / app (req/s)", f"{t['static_over_app_rps']}"),
         ]
+    w = results.get("worker_classes", {})
+    if w:
+        rows += [(f"{w['path']} gunicorn {name}", f"{w[name]['rps']:.1f} req/s, p99 {w[name]['p99_ms']} ms, "
+                  f"{w[name + '_over_sync_rps']}x sync") for name in ("sync", "gthread", "gevent") if name in w]
+    m = results.get("cache", {})
+    if m:
+        rows += [(f"{m['path']} microcached ({m['ttl_s']} s)", f"{m['cached']['rps']:.0f} req/s, p99 {m['cached']['p99_ms']} ms"),
+                 (f"{m['path']} bypassing the cache", f"{m['uncached']['rps']:.0f} req/s, p99 {m['uncached']['p99_ms']} ms"),
+                 ("cached / uncached (req/s)", f"{m['cached_over_uncached_rps']}x")]
     if r:
         rows += [("redeploy under load", f"{r['requests']} sent, {r['failed']} failed, max {r['max_ms']} ms, deploy {r['deploy_s']} s"
                   f"{'' if r['deploy_inside_load_window'] else ' (DEPLOY OUTLASTED THE LOAD)'}"),
@@ -501,7 +553,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-converge", action="store_true", help="skip the fresh-VM converge timing")
     parser.add_argument("--only-throughput", action="store_true",
-                        help="only the proxy comparison and the worker classes; no redeploy, crash or env runs")
+                        help="only the proxy comparison, the worker classes and the microcache; no redeploy, crash or env runs")
     parser.add_argument("--everyday-only", action="store_true",
                         help="only the converge, no-op converge and code-only deploy timings")
     args = parser.parse_args()
@@ -524,8 +576,9 @@ def main() -> None:
         vm("apt-get", "install", "-y", "-qq", "wrk", timeout=600)
     results["throughput"] = bench_throughput(duration, args.connections)
     results["worker_classes"] = bench_worker_classes(duration, args.connections)
+    results["cache"] = bench_cache(duration, args.connections)
     if args.only_throughput:
-        print(json.dumps({k: results[k] for k in ("throughput", "worker_classes")}, indent=2))
+        print(json.dumps({k: results[k] for k in ("throughput", "worker_classes", "cache")}, indent=2))
         return
     results["redeploy"] = bench_redeploy(args.connections)
     results["kill"] = bench_kill(args.connections)
