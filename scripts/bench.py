@@ -159,9 +159,11 @@ open(sys.argv[3], "w").write("\n".join(keep) + "\n")
 
 
 def unit_flags(argv: str) -> list[str]:
-    """The worker model and logging of the app's unit, for gunicorn alone on equal terms."""
+    """The worker model, worker recycling and logging of the app's unit, for
+    gunicorn alone on equal terms (a worker replaced every --max-requests
+    imports the app again: that cost belongs to both sides)."""
     flags = ["--workers", re.search(r"--workers (\d+)", argv).group(1)]
-    for opt in ("--worker-class", "--threads"):
+    for opt in ("--worker-class", "--threads", "--max-requests", "--max-requests-jitter"):
         found = re.search(rf"{opt} (\S+)", argv)
         if found:
             flags += [opt, found.group(1)]
