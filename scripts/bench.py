@@ -246,7 +246,12 @@ def bench_worker_classes(duration: int, connections: int) -> dict:
     for name, flags in models.items():
         log(f"/api/sleep?ms=200 straight to gunicorn, {name} ({workers} workers)")
         with gunicorn_alone(["--workers", workers, *flags]):
-            out[name] = wrk("http://127.0.0.1:9000/api/sleep?ms=200", duration, connections)
+            # a new connection per request, as nginx opens them to a sync
+            # app: a kept-alive connection stays with the gthread worker that
+            # accepted it, and one greedy worker took all 32 (19.5 req/s, one
+            # worker's 4 threads)
+            out[name] = wrk("http://127.0.0.1:9000/api/sleep?ms=200", duration, connections,
+                            headers=("Connection: close",))
     if out["sync"]["rps"]:
         for name in models:
             out[f"{name}_over_sync_rps"] = round(out[name]["rps"] / out["sync"]["rps"], 2)
