@@ -26,10 +26,12 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 # The molecule scenarios, longest first (the pool starts them in this order).
 # Adding a scenario to `make test` is one word here. The order is measured
-# (CI, 3 jobs on 2 cores: default 1740 s, deploy 1487, cluster 1470, workers
-# 1430, hardening 384): with three slots the fourth long scenario starts
-# when the first one ends and ends the run, so it should be the shortest of
-# the long ones.
+# (fresh-clone CI at 9c53d73, 3 jobs on 2 cores: deploy 2211 s, default
+# 1914, cluster 1780, workers 833, hardening 322; the first three start
+# together, so their order among themselves does not matter): with three
+# slots the fourth scenario starts when the first one ends, so it should be
+# the shortest of the long ones. Every verify prints its 15 slowest tests
+# (--durations in .config/molecule/config.yml): read them off the job logs.
 SCENARIOS=(default deploy cluster workers hardening)
 if [ -n "${FLASK_STACK_TEST_SCENARIOS:-}" ]; then
   read -r -a SCENARIOS <<<"$FLASK_STACK_TEST_SCENARIOS"

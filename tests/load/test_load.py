@@ -297,3 +297,24 @@ def test_https_target_verifies_the_name_and_counts(serve, tls_pair):
     rc, result = load(target, requests=6)  # the system CAs only
     assert_counted(result, sent=6)
     assert result["failed"] == 6 and set(result["errors"]) == {"SSLCertVerificationError"}, result
+
+
+def test_rate_paces_the_requests_and_counts_them_all(serve):
+    """--rate 20: 30 requests from 6 threads start over at least 29/20 s, not in a burst."""
+    target, server = serve(good)
+    started = time.monotonic()
+    rc, result = load(target, "--rate", "20", requests=30, threads=6)
+    took = time.monotonic() - started
+    assert_counted(result, sent=30)
+    assert result["ok"] == 30 and rc == 0, result
+    assert server.handled == 30
+    # the 30th request may start 29/20 s after the first, no sooner
+    assert result["last_end"] - result["first_start"] >= 29 / 20, result
+    assert took < 10, took
+
+
+def test_without_rate_the_load_runs_flat_out(serve):
+    target, _ = serve(good)
+    rc, result = load(target, requests=30, threads=6)
+    assert_counted(result, sent=30)
+    assert result["last_end"] - result["first_start"] < 29 / 20, result

@@ -3,7 +3,7 @@ unix socket or over HTTPS to a TCP address (nginx), until a stop file
 appears, a request budget is spent or a deadline passes. Prints a JSON
 summary.
 
-    python3 load.py TARGET HOST PATH [--cafile F] --stop-file F --max-requests N --max-seconds S --threads T
+    python3 load.py TARGET HOST PATH [--cafile F] --stop-file F --max-requests N --max-seconds S --threads T [--rate R]
 
 TARGET is a unix socket path (/run/gunicorn/hello.sock) or https://ADDR:PORT
 (the TLS handshake uses HOST as the server name and verifies against
@@ -12,6 +12,12 @@ whole body read) or `failed` (anything else, any exception included), so
 `ok + failed == sent` always. The summary also says what stopped the load
 (`stopped_by`: stop-file, max-requests or max-seconds) and when, in epoch
 seconds, the first request started and the last one ended.
+
+--rate R paces the load: at most R requests start per second, all threads
+together (0, the default: each thread sends its next request as soon as its
+last one ended, flat out). A paced load still keeps a request in flight
+every 1/R s through a deploy's switch, which is what the tests prove,
+without taking a core from the deploy it watches.
 
 Exit code: 0 when every request was ok, 1 when some failed, 2 when the
 count does not add up (a bug in this tool).
@@ -84,6 +90,10 @@ def run(args: argparse.Namespace) -> dict:
     stats: dict = {"sent": 0, "ok": 0, "failed": 0, "errors": {}, "max_latency_ms": 0.0,
                    "stopped_by": "", "first_start": None, "last_end": None}
     deadline = time.monotonic() + args.max_seconds
+    # paced: request n may start at begin + n / rate (a shared schedule, so a
+    # thread that waited on a slow answer does not make up for it in a burst
+    # larger than the threads)
+    begin = time.monotonic()
 
     def stop_reason() -> str:
         if stats["sent"] >= args.max_requests:
@@ -102,6 +112,10 @@ def run(args: argparse.Namespace) -> dict:
                     stats["stopped_by"] = stats["stopped_by"] or reason
                     return
                 stats["sent"] += 1
+                slot = begin + (stats["sent"] - 1) / args.rate if args.rate > 0 else 0.0
+            if slot:
+                time.sleep(max(0.0, slot - time.monotonic()))
+            with lock:
                 if stats["first_start"] is None:
                     stats["first_start"] = time.time()
             start = time.monotonic()
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-requests", type=int, default=5000)
     ap.add_argument("--max-seconds", type=float, default=120)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=0, help="requests started per second, all threads (0: flat out)")
     ap.add_argument("--timeout", type=float, default=30, help="per request, seconds")
     stats = run(ap.parse_args(argv))
     print(json.dumps(stats))
