@@ -308,8 +308,10 @@ def test_rate_paces_the_requests_and_counts_them_all(serve):
     assert_counted(result, sent=30)
     assert result["ok"] == 30 and rc == 0, result
     assert server.handled == 30
-    # the 30th request may start 29/20 s after the first, no sooner
-    assert result["last_end"] - result["first_start"] >= 29 / 20, result
+    # the 30th request may start 29/20 s after the schedule began, no sooner;
+    # first_start is taken when the first request really started, which can
+    # lag the schedule's start by a scheduler tick (seen: 1.4499 s)
+    assert result["last_end"] - result["first_start"] >= 29 / 20 - 0.05, result
     assert took < 10, took
 
 
