@@ -85,3 +85,22 @@ def test_nothing_is_stale_when_everything_is_configured():
     rules = fw.firewall_rules(22, [], [80], [{"port": 8080}, {"port": 9100, "from": "2001:db8::/32",
                                                               "comment": "metrics"}])
     assert fw.firewall_stale_rules(SHOW_ADDED, rules) == []
+
+
+def test_only_rules_ufw_does_not_have_yet_are_added():
+    """A re-run calls the ufw module for no rule; a new or changed rule is
+    added (a changed rule has a new comment); a rule added by hand with the
+    same port but without this role's comment does not count."""
+    rules = fw.firewall_rules(22, [], [80, 443], [{"port": 9200}, {"port": 8080, "from": "10.0.0.0/8"}])
+    missing = fw.firewall_missing_rules(SHOW_ADDED, rules)
+    assert [r["comment"] for r in missing] == [
+        "flask-stack web: allow 443/tcp from any",
+        "flask-stack extra: allow 9200/tcp from any",
+        "flask-stack extra: allow 8080/tcp from 10.0.0.0/8",
+    ]
+    assert fw.firewall_missing_rules(SHOW_ADDED, fw.firewall_rules(22, [], [80], [{"port": 8080}])) == []
+
+
+def test_every_rule_is_missing_before_ufw_has_any():
+    rules = fw.firewall_rules(22, [], [80, 443], [])
+    assert fw.firewall_missing_rules("Added user rules (see 'ufw status' for running firewall):\n(None)\n", rules) == rules

@@ -141,10 +141,23 @@ def firewall_stale_rules(show_added: str, rules: list[dict[str, str]]) -> list[l
     return stale
 
 
+def firewall_missing_rules(show_added: str, rules: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The wanted rules that `ufw show added` does not list yet (matched by
+    their comment, which is built from the whole rule), so that a converge
+    calls the ufw module only for those: none on a re-run."""
+    shown = set()
+    for line in show_added.splitlines():
+        match = _SHOWN_COMMENT.search(line)
+        if line.startswith("ufw ") and match:
+            shown.add(match.group(1))
+    return [rule for rule in rules if rule["comment"] not in shown]
+
+
 class FilterModule:
     def filters(self):
         return {
             "firewall_config_errors": firewall_config_errors,
             "firewall_rules": firewall_rules,
             "firewall_stale_rules": firewall_stale_rules,
+            "firewall_missing_rules": firewall_missing_rules,
         }
