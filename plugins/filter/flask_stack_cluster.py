@@ -166,9 +166,19 @@ def flask_stack_aws_layout(hosts: Any, prefix: str, single_name: str, single_gro
             "security_groups": sgs}
 
 
+def flask_stack_lb_pairs(groups: Any, host: str, app_names: Any) -> list[list[str]]:
+    """[[lb, app name], ...]: the load balancer servers ``host`` is for its
+    apps, which a rolling deploy or rollback drains and enables. Only `web`
+    hosts are servers on the load balancers; none without an `lb` group."""
+    if host not in _group(groups, "web"):
+        return []
+    return [[lb, str(name)] for lb in _group(groups, "lb") for name in app_names or []]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "flask_stack_lb_pairs": flask_stack_lb_pairs,
             "flask_stack_address": flask_stack_address,
             "flask_stack_worker_hosts": flask_stack_worker_hosts,
             "flask_stack_public_web": flask_stack_public_web,

@@ -1,0 +1,89 @@
+"""The deploy's fast path (playbooks/deploy.yml): a fingerprint of everything
+that renders an app host's setup, so a deploy that changes only code can
+skip the setup and run the release part alone.
+
+The setup is what the first half of a deploy writes: the app role's users,
+directories, env files and helpers, the gunicorn and celery units, the
+python_env tools. It follows from
+
+- the apps model without the code (``flask_stack_apps`` minus ``source``,
+  whose content is the release, not the setup; the source's kind stays);
+- the values of the setup roles' variables (the names in their
+  ``defaults/main.yml``, resolved for the host) and the other inputs of their
+  templates (``extra``: the Redis password, the host's groups, its CPUs and
+  memory);
+- the content of those roles' files and of the filters that derive the
+  model (``SETUP_FILES``, under the repository this file lives in).
+
+playbooks/deploy.yml records the fingerprint on the host after a successful
+full run and takes the fast path while the host's record equals the
+controller's fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# the roles whose files render host state in a deploy's setup, and the filters
+SETUP_ROLES = ("app", "gunicorn", "celery", "python_env")
+SETUP_FILES = tuple(f"roles/{r}" for r in SETUP_ROLES) + ("plugins/filter",)
+# variables of those roles that do not reach the host (controller paths,
+# per-batch switches)
+NOT_SETUP = frozenset({"app_build_dir", "app_before_switch_hooks"})
+
+
+def flask_stack_setup_var_names(roles: Any = SETUP_ROLES) -> list[str]:
+    """The variables the setup roles declare (their defaults/main.yml), minus
+    those that do not reach the host."""
+    names: set[str] = set()
+    for role in roles or SETUP_ROLES:
+        defaults = ROOT / "roles" / str(role) / "defaults" / "main.yml"
+        names.update(yaml.safe_load(defaults.read_text()) or {})
+    return sorted(names - NOT_SETUP)
+
+
+def _files_digest(paths: Any) -> str:
+    digest = hashlib.sha256()
+    for base in paths:
+        top = ROOT / base
+        files = sorted(p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        for path in files:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: mappings with sorted keys, other objects as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
+
+
+def flask_stack_setup_fingerprint(apps: Any, settings: Any, extra: Any = None,
+                                  paths: Any = SETUP_FILES) -> str:
+    """sha256 of the setup's inputs: ``apps`` (the normalized model; each app
+    without ``src`` and ``source`` except the source's kind), ``settings`` (the setup
+    roles' variables with their values), ``extra`` (other inputs) and the
+    content of ``paths`` (relative to the repository)."""
+    model = [{**{k: v for k, v in dict(app).items() if k not in ("source", "src")},
+              "source_kind": dict(app.get("source") or {}).get("kind")} for app in apps or []]
+    data = json.dumps(_plain({"apps": model, "settings": dict(settings or {}), "extra": extra}),
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256((data + "\0" + _files_digest(paths)).encode()).hexdigest()
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"flask_stack_setup_var_names": flask_stack_setup_var_names,
+                "flask_stack_setup_fingerprint": flask_stack_setup_fingerprint}
