@@ -62,9 +62,13 @@ def exec_in(*cmd: str, timeout: int = 30) -> subprocess.CompletedProcess:
 
 
 def health() -> tuple[int, dict | None]:
-    """(status, body) of /healthz through the live socket, as nginx would ask."""
-    r = exec_in("curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "10",
-                "--unix-socket", "/run/gunicorn/hello.sock", "http://hello.test/healthz")
+    """(status, body) of /healthz through the live socket, as nginx would ask.
+    A request that arrives during a restart waits in systemd's socket until
+    the new gunicorn answers: give it the bound the README promises for that
+    wait (40 s, as test_redeploy_under_load in default), not less (one probe
+    of 10 s ran out during a restart at load 16)."""
+    r = exec_in("curl", "-s", "-o", "/dev/stdout", "-w", "\n%{http_code}", "--max-time", "40",
+                "--unix-socket", "/run/gunicorn/hello.sock", "http://hello.test/healthz", timeout=60)
     body, _, code = r.stdout.rpartition("\n")
     try:
         return int(code or 0), json.loads(body) if body else None
