@@ -165,6 +165,31 @@ def flask_stack_converge_inputs(apps_per_host: Any, hosts: Any, version: Any = "
     return {"inputs": digest.hexdigest(), "blockers": sorted(set(blockers))}
 
 
+def _tags_in(node: Any, found: set[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "tags":
+                found.update([value] if isinstance(value, str) else [str(v) for v in value or []])
+            else:
+                _tags_in(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _tags_in(item, found)
+
+
+def flask_stack_converge_tags(tags: Any) -> list[str]:
+    """The ``tags`` (a run's --tags or --skip-tags) that a task or play of
+    the converge carries (site.yml, playbooks/, roles/): naming any other
+    tag (molecule's notest) leaves the converge whole. ``always`` counts."""
+    found = {"always", "all", "tagged", "untagged"}
+    for path in [ROOT / "site.yml", *sorted((ROOT / "playbooks").rglob("*.yml")), *sorted((ROOT / "roles").rglob("*.yml"))]:
+        try:
+            _tags_in(yaml.safe_load(path.read_text()), found)
+        except yaml.YAMLError:
+            continue
+    return sorted(set(map(str, tags or [])) & found)
+
+
 def flask_stack_role_default(name: str, role: str) -> Any:
     """The default of another role's variable (its defaults/main.yml), for
     the converge's plays, which run without that role: one definition."""
@@ -188,4 +213,5 @@ class FilterModule:
         return {"flask_stack_converging": flask_stack_converging,
                 "flask_stack_converge_inputs": flask_stack_converge_inputs,
                 "flask_stack_converge_trees": flask_stack_converge_trees,
-                "flask_stack_role_default": flask_stack_role_default}
+                "flask_stack_role_default": flask_stack_role_default,
+                "flask_stack_converge_tags": flask_stack_converge_tags}

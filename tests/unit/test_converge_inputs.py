@@ -138,3 +138,10 @@ def test_a_vars_file_counts_by_its_content_not_its_name(tmp_path):
     assert inputs(cliargs={"extra_vars": (f"@{two}",)})["inputs"] == base
     two.write_text('{"apps": []}')
     assert inputs(cliargs={"extra_vars": (f"@{two}",)})["inputs"] != base
+
+
+def test_only_tags_of_the_converge_limit_it():
+    # molecule's converge passes --skip-tags molecule-notest,notest: the whole converge still runs
+    assert converge.flask_stack_converge_tags(["molecule-notest", "notest"]) == []
+    assert converge.flask_stack_converge_tags(["nginx", "notest"]) == ["nginx"]
+    assert converge.flask_stack_converge_tags(["app-prune"]) == ["app-prune"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 from playbook import ansible_env
@@ -37,7 +38,7 @@ def record(host) -> dict:
 
 def tool_check(host, *args: str) -> dict:
     """The tool's own answer, without forgetting the record (--keep)."""
-    return json.loads(host.check_output("%s check --keep %s", TOOL, " ".join(args)))
+    return json.loads(host.check_output(" ".join([TOOL, "check", "--keep", *map(shlex.quote, args)])))
 
 
 def test_the_record_of_the_last_full_converge_is_private(host):
