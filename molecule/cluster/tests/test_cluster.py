@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from playbook import ROOT, run
+from playbook import ROOT, ansible_env, run
 
 from conftest import (LB, PROBE, REDIS, WEBS, WORKERS, Load, address, edit, exec_in, hook_runs, hostname, lb_request,
                       playbook, release, rotation, servers, wait_for)
@@ -17,7 +17,8 @@ def test_an_unchanged_converge_ends_on_every_host_after_one_check(pytestconfig):
     """First, while the hosts are as molecule's last (full) converge left
     them: site.yml with the default converge_full=false takes the fast path
     on all four hosts at once (README, "The no-op converge's fast path")."""
-    result = run(pytestconfig.option.ansible_inventory, ROOT / "site.yml", "-e", "converge_full=false", timeout=1800)
+    result = run(pytestconfig.option.ansible_inventory, ROOT / "site.yml", "-e", "converge_full=false",
+                 env=ansible_env(project_config=False), timeout=1800)
     print(f"\nno-op site.yml on the fast path, 4 hosts: {result.seconds:.1f} s")
     assert result.rc == 0, result.out[-4000:]
     assert result.out.count("Converge path: fast") == 4, result.out[-4000:]

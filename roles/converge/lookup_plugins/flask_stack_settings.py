@@ -5,9 +5,10 @@ defaults give the host, templated the way a task would see it, so a value
 that comes from outside the inventory files (a lookup of a file or of the
 environment, a vault file elsewhere) counts by its value.
 
-Left out: Ansible's own variables (magic variables, facts and what this run
-set on the host: names that start with "_") except the connection settings,
-and the converge's switch (converge_full). A value that cannot be resolved
+Left out: Ansible's own variables (magic variables, facts, connection
+options, and what this run set on the host: names that start with "_")
+except the host's name, port, user and connection, and the converge's
+switch (converge_full). A value that cannot be resolved
 without facts counts by its text.
 """
 
@@ -28,9 +29,10 @@ description:
   - With the term C(names), the names that count instead (never their values).
 """
 
-# the ansible_* variables that say how the host is reached: settings, not facts
-CONNECTION = ("ansible_host", "ansible_port", "ansible_user", "ansible_connection", "ansible_become",
-              "ansible_python_interpreter", "ansible_ssh_", "ansible_become_", "ansible_private_key_file")
+# the ansible_* variables that name the host (templates may read them); the
+# rest are facts or how Ansible reaches the host (keys, pipelining, timeouts:
+# some come from the Ansible configuration in use, not from the inventory)
+CONNECTION = frozenset({"ansible_host", "ansible_port", "ansible_user", "ansible_connection"})
 MAGIC = frozenset({
     "hostvars", "groups", "group_names", "inventory_hostname", "inventory_hostname_short", "inventory_dir",
     "inventory_file", "playbook_dir", "play_hosts", "role_name", "role_names", "role_path", "role_uuid",
@@ -43,7 +45,7 @@ def _setting(name: str) -> bool:
     if name in MAGIC or name.startswith("_"):
         return False
     if name.startswith("ansible_"):
-        return name.startswith(CONNECTION) and not name.endswith("_password")
+        return name in CONNECTION
     return True
 
 
