@@ -405,12 +405,21 @@ def recap_tasks(text: str) -> int:
     return int(m.group(1)) + int(m.group(2)) if m else -1
 
 
+def converge_path(text: str) -> str:
+    """The path site.yml said it took ("fast", "full (...)"), or "?"."""
+    m = re.search(r"Converge path: (fast|full \([^\n]*?\))", text)
+    return m.group(1) if m else "?"
+
+
 def bench_everyday() -> dict:
     """A no-op site.yml and a code-only deploy (one changed template, the
     environment reused) on the running demo VM, each with its ten slowest
     tasks; the deploy is still health-gated (a new release, trial, switch)."""
     log("no-op site.yml (profile_tasks)")
     noop_s, noop, noop_top = profiled("site.yml")
+    # the same no-op with every role re-checking its part (no fast path)
+    log("no-op site.yml, full path (-e converge_full=true)")
+    full_s, full, full_top = profiled("site.yml", "-e", "converge_full=true")
     log("code-only deploy (one changed file, same lock)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
     try:
@@ -425,6 +434,9 @@ def bench_everyday() -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"noop_converge_s": round(noop_s, 1), "noop_changed": recap_changed(noop.stdout),
             "noop_tasks": recap_tasks(noop.stdout), "noop_top10": noop_top,
+            "noop_path": converge_path(noop.stdout),
+            "noop_full_converge_s": round(full_s, 1), "noop_full_changed": recap_changed(full.stdout),
+            "noop_full_tasks": recap_tasks(full.stdout), "noop_full_top10": full_top,
             "code_deploy_s": round(deploy_s, 1), "code_deploy_changed": recap_changed(deploy.stdout),
             "code_deploy_switched": switched, "code_deploy_top10": deploy_top}
 
@@ -605,7 +617,9 @@ def everyday_report(results: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "everyday.json").write_text(json.dumps(results, indent=2) + "\n")
     e = results["everyday"]
-    for key, took in (("noop", "noop_converge_s"), ("code_deploy", "code_deploy_s")):
+    print(f"no-op path: {e['noop_path']}")
+    for key, took in (("noop", "noop_converge_s"), ("noop_full", "noop_full_converge_s"),
+                      ("code_deploy", "code_deploy_s")):
         print(f"{key}: {e[took]} s, changed={e[key + '_changed']}")
         for t in e[key + "_top10"]:
             print(f"  {t['s']:7.2f} s  {t['task']}")

@@ -1,6 +1,7 @@
 """`make demo` run twice: the first run converges the bare demo VM, the
-second reports `changed=0` in its PLAY RECAP (the README's promise), and the
-URL it prints answers over HTTPS, verified against the printed CA.
+second reports `changed=0` in its PLAY RECAP (the README's promise) on the
+converge's fast path, and the URL it prints answers over HTTPS, verified
+against the printed CA.
 
 It drives scripts/demo.sh exactly as `make demo` does, under the demo lock
 (/tmp/flask-stack-demo.lock, shared with anyone else who runs the demo on
@@ -72,6 +73,9 @@ def test_make_demo_rerun_reports_changed_0(demo_lock):
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     counters = recap(second.stdout)
     print(f"\nmake demo re-run: {counters}")
+    # nothing changed since the first run: site.yml's fast path (README,
+    # "The no-op converge's fast path") ends after its one remote check
+    assert "Converge path: fast" in second.stdout, second.stdout[-4000:]
     for host, c in counters.items():
         assert c["changed"] == 0, (host, c, second.stdout[-4000:])
         assert c["failed"] == 0 and c["unreachable"] == 0, (host, c)

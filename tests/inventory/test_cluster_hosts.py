@@ -16,6 +16,9 @@ from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from playbook import ROOT, ansible_env, ansible_playbook
 from playbook import run as run_playbook
+from plugin_modules import load
+
+CONVERGE = load("plugins/filter/flask_stack_converge.py")
 
 THROWAWAY = {"ansible_connection": "community.docker.docker", "ansible_host": "flask-stack-no-such-container",
              "ansible_python_interpreter": "/usr/bin/python3"}
@@ -49,6 +52,10 @@ def rolling_order(inv: Path, playbook: str, play: str) -> list[str]:
     """The hosts of ``play`` in the order its serial batches take them."""
     pattern = next(p["hosts"] for p in yaml.safe_load((ROOT / playbook).read_text()) if p.get("name") == play)
     manager = InventoryManager(loader=DataLoader(), sources=[str(inv)])
+    # a play of the converge: its pattern through flask_stack_converging (no fast path here)
+    converging = re.fullmatch(r"\{\{ '([^']+)' \| flask_stack_converging\(groups\) \}\}", pattern)
+    if converging:
+        pattern = CONVERGE.flask_stack_converging(converging.group(1), manager.get_groups_dict())
     return [h.name for h in manager.get_hosts(pattern, order="inventory")]
 
 

@@ -5,10 +5,24 @@ from __future__ import annotations
 
 import time
 
+from playbook import ROOT, run
+
 from conftest import (LB, PROBE, REDIS, WEBS, WORKERS, Load, address, edit, exec_in, hook_runs, hostname, lb_request,
                       playbook, release, rotation, servers, wait_for)
 
 WEB_NAMES = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
+
+
+def test_an_unchanged_converge_ends_on_every_host_after_one_check(pytestconfig):
+    """First, while the hosts are as molecule's last (full) converge left
+    them: site.yml with the default converge_full=false takes the fast path
+    on all four hosts at once (README, "The no-op converge's fast path")."""
+    result = run(pytestconfig.option.ansible_inventory, ROOT / "site.yml", "-e", "converge_full=false", timeout=1800)
+    print(f"\nno-op site.yml on the fast path, 4 hosts: {result.seconds:.1f} s")
+    assert result.rc == 0, result.out[-4000:]
+    assert result.out.count("Converge path: fast") == 4, result.out[-4000:]
+    assert {c["changed"] for c in result.recap().values()} == {0} and len(result.recap()) == 4, result.recap()
+    assert "TASK [haproxy" not in result.out and "TASK [redis" not in result.out, result.out[-4000:]
 
 
 def test_https_at_the_lb_with_a_pebble_certificate_hsts_and_a_redirect():
