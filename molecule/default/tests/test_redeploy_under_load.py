@@ -53,11 +53,13 @@ def test_redeploy_under_load_through_nginx_fails_no_request(host, pebble_root, p
 
     subprocess.run(["docker", "cp", str(LOAD_PY), f"{WEB}:/tmp/load.py"], check=True, timeout=60)
     docker_exec("rm", "-f", "/tmp/load-nginx.stop")
-    # bounded: at most 100000 requests or 600 s, 6 threads, each request on a new TLS connection
+    # bounded: at most 100000 requests or 600 s, 6 threads, each request on a new TLS connection,
+    # paced at 20 per second (a request every 50 ms through the switch; flat out, the TLS
+    # handshakes took a core from the deploy under test and every job beside it)
     load = subprocess.Popen(
         ["docker", "exec", WEB, "python3", "/tmp/load.py", "https://127.0.0.1:443", "hello.test", "/api/add?a=5&b=6",
          "--cafile", ROOT_ON_WEB, "--stop-file", "/tmp/load-nginx.stop", "--max-requests", "100000",
-         "--max-seconds", "600", "--threads", "6", "--timeout", "60"],
+         "--max-seconds", "600", "--threads", "6", "--rate", "20", "--timeout", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3)

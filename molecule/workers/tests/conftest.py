@@ -81,6 +81,19 @@ def unit_env(unit: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
+def app_env(app: str) -> dict[str, str]:
+    """The env an app's units run with now, as its env file on the host says
+    (/etc/flask-stack/<app>.env, KEY=<JSON value> lines), without the broker
+    URLs the role derives: what a deploy must pass to change nothing."""
+    env = {}
+    for line in web("cat", f"/etc/flask-stack/{app}.env").stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and not key.startswith("CELERY_"):
+            env[key] = json.loads(value)
+    assert "SECRET_KEY" in env, env
+    return env
+
+
 def link_target(path: str) -> str:
     return web("readlink", path).stdout.strip()
 

@@ -10,8 +10,8 @@ import re
 import subprocess
 import time
 
-from conftest import (APP, NETWORK, PROBE, WEB, enqueue, exec_in, https, link_target, main_pid, unit_env,
-                      wait_all, web)
+from conftest import (APP, NETWORK, PROBE, WEB, app_env, enqueue, exec_in, https, link_target, main_pid,
+                      unit_env, wait_all, web)
 
 HELLO_UNITS = ["gunicorn-hello.service", "celery-hello-worker.service", "celery-hello-beat.service"]
 
@@ -139,12 +139,21 @@ def test_a_failing_before_switch_hook_keeps_the_live_release(app_copy, deploy):
     touch_code(app_copy, "hook fails")
     live = link_target(f"{APP}/current")
     releases = web("ls", f"{APP}/releases").stdout.split()
-    run = deploy(hello={"src": str(app_copy), "hooks": {"before_switch": ["echo migrating the schema", "false"]}})
+    pids = {u: main_pid(u) for u in HELLO_UNITS}
+    # the env the host runs now (an earlier test's deploy added LOST_HANDLER): only
+    # the code and the hook change, so the refused deploy has nothing to restart.
+    # (Given the scenario's env instead, the changed env file restarted all three
+    # units through the forced handler, and /healthz right after waited on workers
+    # still booting: past curl's 15 s at load 15.)
+    run = deploy(hello={"src": str(app_copy), "env": app_env("hello"),
+                        "hooks": {"before_switch": ["echo migrating the schema", "false"]}})
     assert run.rc != 0
     assert "A before_switch hook of app hello failed" in run.out, run.out[-3000:]
     assert "migrating the schema" in run.out
     assert link_target(f"{APP}/current") == live
     assert web("ls", f"{APP}/releases").stdout.split() == releases  # the refused release is gone
+    # the live processes were not touched: the same ones serve
+    assert {u: main_pid(u) for u in HELLO_UNITS} == pids
     status, answer = https("GET", "/healthz")
     assert status == 200, answer
 
