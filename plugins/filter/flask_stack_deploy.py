@@ -83,7 +83,18 @@ def flask_stack_setup_fingerprint(apps: Any, settings: Any, extra: Any = None,
     return hashlib.sha256((data + "\0" + _files_digest(paths)).encode()).hexdigest()
 
 
+def flask_stack_file_sha256(path: Any) -> str:
+    """sha256 of a file on the controller (the deploy's archive of a local
+    source): read in a filter, so naming the release costs no task."""
+    digest = hashlib.sha256()
+    with open(str(path), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"flask_stack_setup_var_names": flask_stack_setup_var_names,
-                "flask_stack_setup_fingerprint": flask_stack_setup_fingerprint}
+                "flask_stack_setup_fingerprint": flask_stack_setup_fingerprint,
+                "flask_stack_file_sha256": flask_stack_file_sha256}
