@@ -42,6 +42,9 @@ def task_kinds(root: pathlib.Path) -> dict[str, str]:
             full = f"{role} : {name}" if role else name
             kinds[re.sub(r"\{\{.*?\}\}", "*", full)] = "local" if local else module
 
+    # task files of the playbooks (playbooks/tasks) hold tasks like a role's, without the role prefix
+    for path in sorted(root.glob("playbooks/tasks/*.yml")):
+        walk(yaml.safe_load(path.read_text()), "")
     for path in sorted(root.glob("roles/*/tasks/*.yml")) + sorted(root.glob("roles/*/handlers/*.yml")):
         walk(yaml.safe_load(path.read_text()), path.parts[-3])
     for path in sorted(root.glob("playbooks/*.yml")):

@@ -22,20 +22,25 @@ controller's fingerprint.
 
 from __future__ import annotations
 
+import base64
+import fnmatch
+import gzip
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ansible.errors import AnsibleFilterError
 
 ROOT = Path(__file__).resolve().parents[2]
 # the roles whose files render host state in a deploy's setup, and the filters
 SETUP_ROLES = ("app", "gunicorn", "celery", "python_env")
 SETUP_FILES = tuple(f"roles/{r}" for r in SETUP_ROLES) + ("plugins/filter",)
-# variables of those roles that do not reach the host (controller paths,
-# per-batch switches)
-NOT_SETUP = frozenset({"app_build_dir", "app_before_switch_hooks"})
+# variables of those roles that do not reach the host (per-batch switches)
+NOT_SETUP = frozenset({"app_before_switch_hooks"})
 
 
 def flask_stack_setup_var_names(roles: Any = SETUP_ROLES) -> list[str]:
@@ -83,7 +88,42 @@ def flask_stack_setup_fingerprint(apps: Any, settings: Any, extra: Any = None,
     return hashlib.sha256((data + "\0" + _files_digest(paths)).encode()).hexdigest()
 
 
+def flask_stack_source_archive(path: Any, exclude: Any = ()) -> dict[str, str]:
+    """A local source (apps[].src) as the deploy ships it, made on the
+    controller in memory: {"sha256": of the tar, "b64": the tar gzipped and
+    base64-encoded}. Entries are named <source dir name>/<relative path>
+    (the release helper strips the first component), sorted, owned by root,
+    with their modes and modification times, so an unchanged source always
+    gives the same tar (and maps to the release already made from it). An
+    entry is left out when "<dir name>/<relative path>" matches */X or */X/*
+    for a pattern X of ``exclude`` (app_exclude), as fnmatch does. Read-only:
+    nothing is written on the controller."""
+    root = Path(str(path))
+    if not root.is_dir():
+        raise AnsibleFilterError(f"flask_stack_source_archive: {str(path)!r} is not a directory")
+    patterns = [p for x in exclude or () for p in (f"*/{x}", f"*/{x}/*")]
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        entries = [root] + sorted(root.rglob("*"), key=lambda p: p.relative_to(root).parts)
+        for entry in entries:
+            name = "/".join((root.name,) + entry.relative_to(root).parts)
+            if entry != root and any(fnmatch.fnmatch(name, p) for p in patterns):
+                continue
+            info = tar.gettarinfo(str(entry), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if info.isreg():
+                with entry.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    data = raw.getvalue()
+    packed = gzip.compress(data, mtime=0)
+    return {"sha256": hashlib.sha256(data).hexdigest(), "b64": base64.b64encode(packed).decode("ascii")}
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"flask_stack_setup_var_names": flask_stack_setup_var_names,
-                "flask_stack_setup_fingerprint": flask_stack_setup_fingerprint}
+                "flask_stack_setup_fingerprint": flask_stack_setup_fingerprint,
+                "flask_stack_source_archive": flask_stack_source_archive}

@@ -59,7 +59,7 @@ def test_a_code_only_deploy_takes_the_fast_path_through_the_health_gate(tmp_path
     assert FAST in run.out, run.out[-3000:]
     assert not setup_ran(run.out), run.out[-3000:]
     # still health-gated: the trial answered before the switch, and the new release serves
-    assert re.search(r"TASK \[app : Ask release: \S+ hello /healthz\]", run.out), run.out[-3000:]
+    assert re.search(r"TASK \[app : Switch through the health check: hello \S+ /healthz\]", run.out), run.out[-3000:]
     release = serving()
     assert release != before
     assert link_target(f"{APP}/current") == f"{APP}/releases/{release}"
