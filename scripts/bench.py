@@ -463,6 +463,131 @@ def bench_everyday() -> dict:
             "noop_full_remote_calls": remote_calls(full.stdout), **bench_code_deploy()}
 
 
+# Runs inside the demo VM: posts add jobs through nginx (HTTPS, the VM's own
+# hello.localhost) and polls each until SUCCESS/FAILURE. Bounded by --max-jobs
+# and --max-seconds; with --stop-file it keeps posting (one job per 0.1 s)
+# until that file exists. Prints {"sent", "ok", "failed_posts", "lost", "seconds"}.
+JOBS_SCRIPT = r"""
+import argparse, json, os, ssl, sys, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+p = argparse.ArgumentParser()
+p.add_argument("url"); p.add_argument("--jobs", type=int, default=200)
+p.add_argument("--stop-file"); p.add_argument("--max-jobs", type=int, default=2000)
+p.add_argument("--max-seconds", type=float, default=300)
+a = p.parse_args()
+ctx = ssl._create_unverified_context()
+def call(method, path, body=None):
+    req = urllib.request.Request(a.url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=15) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except OSError:
+        return 0, None
+start = time.monotonic(); ids = []; failed = 0
+def post(i):
+    status, answer = call("POST", "/api/jobs/add", {"a": i, "b": 1})
+    return answer["id"] if status == 202 else None
+if a.stop_file:
+    while not os.path.exists(a.stop_file) and len(ids) + failed < a.max_jobs and time.monotonic() - start < a.max_seconds:
+        job = post(len(ids)); ids.append(job) if job else None; failed += job is None
+        time.sleep(0.1)
+else:
+    with ThreadPoolExecutor(8) as pool:
+        for job in pool.map(post, range(a.jobs)):
+            ids.append(job) if job else None; failed += job is None
+done = {}
+deadline = time.monotonic() + a.max_seconds
+while len(done) < len(ids) and time.monotonic() < deadline:
+    for job in ids:
+        if job not in done:
+            status, answer = call("GET", "/api/jobs/" + job)
+            if status == 200 and answer["state"] in ("SUCCESS", "FAILURE"):
+                done[job] = answer["state"]
+    time.sleep(0.2)
+seconds = time.monotonic() - start
+ok = sum(1 for v in done.values() if v == "SUCCESS")
+print(json.dumps({"sent": len(ids), "ok": ok, "failed_posts": failed, "lost": len(ids) - ok, "seconds": round(seconds, 2)}))
+"""
+
+
+def jobs_in_vm(*args: str, background: bool = False):
+    subprocess.run(["docker", "exec", "-i", VM, "sh", "-c", "cat > /tmp/bench_jobs.py"], input=JOBS_SCRIPT, text=True, check=True)
+    cmd = ["docker", "exec", VM, "python3", "/tmp/bench_jobs.py", f"https://{DOMAIN}", *args]
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return json.loads(sh(*cmd, timeout=900).stdout)
+
+
+def bench_jobs() -> dict:
+    """Jobs per second through the queue (enqueue to SUCCESS, concurrency auto),
+    and jobs posted during a redeploy of the app (web, worker and beat restart)."""
+    log("200 add jobs through nginx, the broker and the worker")
+    burst = jobs_in_vm("--jobs", "200")
+    unit = vm("systemctl", "cat", f"celery-{APP}-worker.service").stdout
+    m = re.search(r"--concurrency (\d+)", unit)
+    concurrency = m.group(1) if m else "?"
+    log("add jobs posted all through a redeploy")
+    vm("rm", "-f", "/tmp/bench_jobs.stop")
+    proc = jobs_in_vm("--stop-file", "/tmp/bench_jobs.stop", "--max-seconds", "300", background=True)
+    deploy_s, _ = deploy_copy(f"bench jobs {time.time()}")
+    vm("touch", "/tmp/bench_jobs.stop")
+    out, err = proc.communicate(timeout=600)
+    during = json.loads(out) if proc.returncode == 0 else {"error": err[-500:]}
+    return {"concurrency": concurrency, "burst": burst,
+            "jobs_per_s": round(burst["ok"] / burst["seconds"], 1) if burst["seconds"] else None,
+            "during_deploy": during, "deploy_s": round(deploy_s, 1)}
+
+
+def table(results: dict) -> str:
+    t, r, k, e = results.get("throughput", {}), results.get("redeploy", {}), results.get("kill", {}), results.get("envs", {})
+    c = results.get("converge", {})
+    rows = []
+    if t:
+        rows += [
+            ("/api/add via nginx", f"{t['api_via_nginx']['rps']:.0f} req/s, p99 {t['api_via_nginx']['p99_ms']} ms"),
+            ("/api/add direct gunicorn", f"{t['api_direct_gunicorn']['rps']:.0f} req/s, p99 {t['api_direct_gunicorn']['p99_ms']} ms"),
+            ("/api/add via nginx, plain HTTP", f"{t['api_via_nginx_http']['rps']:.0f} req/s, p99 {t['api_via_nginx_http']['p99_ms']} ms"),
+            ("nginx HTTPS / direct (req/s)", f"{t['nginx_over_gunicorn_rps']}"),
+            ("nginx HTTP / direct (req/s)", f"{t['nginx_http_over_gunicorn_rps']}"),
+            ("static via nginx", f"{t['static_via_nginx']['rps']:.0f} req/s, p99 {t['static_via_nginx']['p99_ms']} ms"),
+            ("static / app (req/s)", f"{t['static_over_app_rps']}"),
+        ]
+    w = results.get("worker_classes", {})
+    if w:
+        rows += [(f"{w['path']} gunicorn {name}", f"{w[name]['rps']:.1f} req/s, p99 {w[name]['p99_ms']} ms, "
+                  f"{w[name + '_over_sync_rps']}x sync") for name in ("sync", "gthread", "gevent") if name in w]
+    m = results.get("cache", {})
+    if m:
+        rows += [(f"{m['path']} microcached ({m['ttl_s']} s)", f"{m['cached']['rps']:.0f} req/s, p99 {m['cached']['p99_ms']} ms"),
+                 (f"{m['path']} bypassing the cache", f"{m['uncached']['rps']:.0f} req/s, p99 {m['uncached']['p99_ms']} ms"),
+                 ("cached / uncached (req/s)", f"{m['cached_over_uncached_rps']}x")]
+    if r:
+        rows += [("redeploy under load", f"{r['requests']} sent, {r['failed']} failed, max {r['max_ms']} ms, deploy {r['deploy_s']} s"
+                  f"{'' if r['deploy_inside_load_window'] else ' (DEPLOY OUTLASTED THE LOAD)'}"),
+                 ("  release", f"{r['release_before']} -> {r['release_after']}")]
+    if k:
+        rows += [("kill -9 master under load", f"{k['requests']} sent, {k['failed']} failed, serving again after {k['seconds_until_serving']} s")]
+    if e:
+        rows += [("env build uv cold/warm", f"{e['uv_cold_s']} s / {e['uv_warm_s']} s"),
+                 ("env build pip cold/warm", f"{e['pip_cold_s']} s / {e['pip_warm_s']} s"),
+                 ("pip / uv cold, warm", f"{e['pip_over_uv_cold']}x, {e['pip_over_uv_warm']}x")]
+    if c:
+        rows += [("first converge", f"{c['first_converge_s']} s (changed={c['first_changed']})"),
+                 ("no-op re-run", f"{c['noop_converge_s']} s (changed={c['noop_changed']})")]
+    j = results.get("jobs", {})
+    if j:
+        b, d = j["burst"], j["during_deploy"]
+        rows += [("jobs through the queue", f"{j['jobs_per_s']} jobs/s (add, {b['sent']} sent, {b['lost']} lost, "
+                  f"concurrency auto = {j['concurrency']})"),
+                 ("jobs during redeploy", f"{d.get('sent')} sent, {d.get('lost')} lost, {d.get('failed_posts')} posts refused "
+                  f"(deploy {j['deploy_s']} s)")]
+    width = max(len(a) for a, _ in rows)
+    return "\n".join(f"{a.ljust(width)}  {b}" for a, b in rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per throughput run (max 60)")
@@ -514,6 +639,21 @@ def main() -> None:
     print(f"\n(JSON: {OUT / 'bench.json'})")
 
 
+def everyday_report(results: dict) -> None:
+    """Write and print the everyday-operations figures alone (--everyday-only)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "everyday.json").write_text(json.dumps(results, indent=2) + "\n")
+    e = results["everyday"]
+    print(f"no-op path: {e['noop_path']}")
+    for key, took in (("noop", "noop_converge_s"), ("noop_full", "noop_full_converge_s"),
+                      ("code_deploy", "code_deploy_s")):
+        print(f"{key}: {e[took]} s, changed={e[key + '_changed']}")
+        for t in e[key + "_top10"]:
+            print(f"  {t['s']:7.2f} s  {t['task']}")
+    print(json.dumps(results.get("converge", {})))
+    print(f"\n(JSON: {OUT / 'everyday.json'})")
+
+
 def code_deploy_report(count: int) -> None:
     """--code-deploy-only N: N code-only deploys back to back (the first may
     take the full path when the setup changed since the demo's last full
@@ -532,21 +672,6 @@ def code_deploy_report(count: int) -> None:
         for t in r["code_deploy_top10"]:
             print(f"  {t['s']:7.2f} s  {t['task']}")
     print(f"\n(JSON: {OUT / 'code_deploy.json'})")
-
-
-def everyday_report(results: dict) -> None:
-    """Write and print the everyday-operations figures alone (--everyday-only)."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "everyday.json").write_text(json.dumps(results, indent=2) + "\n")
-    e = results["everyday"]
-    print(f"no-op path: {e['noop_path']}")
-    for key, took in (("noop", "noop_converge_s"), ("noop_full", "noop_full_converge_s"),
-                      ("code_deploy", "code_deploy_s")):
-        print(f"{key}: {e[took]} s, changed={e[key + '_changed']}")
-        for t in e[key + "_top10"]:
-            print(f"  {t['s']:7.2f} s  {t['task']}")
-    print(json.dumps(results.get("converge", {})))
-    print(f"\n(JSON: {OUT / 'everyday.json'})")
 
 
 if __name__ == "__main__":
