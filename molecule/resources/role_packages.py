@@ -59,9 +59,10 @@ def names_in(value, variables: dict) -> set[str]:
     found: set[str] = set()
     for literal in re.findall(r"\[([^\[\]]*)\]", value):
         found |= set(re.findall(r"""['"]([a-z0-9][a-z0-9.+-]*)['"]""", literal))
-    for identifier in re.findall(r"\b[a-z][a-z0-9_]*\b", value):
+    for identifier in re.findall(r"\b[a-z_][a-z0-9_]*\b", value):
         resolved = variables.get(identifier)
-        if isinstance(resolved, list):  # a package list (a string is a setting)
+        if isinstance(resolved, list) or (isinstance(resolved, str) and "{{" in resolved):
+            # a package list, or a templated one (a plain string is a setting)
             found |= names_in(resolved, variables)
     return found
 

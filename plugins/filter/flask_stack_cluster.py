@@ -67,6 +67,19 @@ def flask_stack_broker_host(groups: Any, host: str, hostvars: Any) -> str:
     return flask_stack_address(redis[0], hostvars)
 
 
+def flask_stack_runs_broker(groups: Any, host: str, celery_apps: Any, redis_host: Any = "127.0.0.1") -> bool:
+    """Whether ``host`` runs the Redis broker (playbooks/broker.yml; base.yml
+    installs its package early): the first `redis` host when the inventory has
+    that group; without one, a `web` host whose apps use Celery (``celery_apps``:
+    how many do) and reach their broker on the host itself (``redis_host`` a
+    loopback name)."""
+    redis = _group(groups, "redis")
+    if redis:
+        return host == redis[0]
+    return (host in _group(groups, "web") and bool(celery_apps)
+            and str(redis_host or "127.0.0.1") in ("127.0.0.1", "localhost", "::1"))
+
+
 def flask_stack_redis_clients(groups: Any, host: str) -> list[str]:
     """The other hosts that use the broker on ``host`` (web and worker hosts),
     when ``host`` is the `redis` group's broker; [] otherwise."""
@@ -186,6 +199,7 @@ class FilterModule:
             "flask_stack_aws_layout": flask_stack_aws_layout,
             "flask_stack_broker_host": flask_stack_broker_host,
             "flask_stack_redis_clients": flask_stack_redis_clients,
+            "flask_stack_runs_broker": flask_stack_runs_broker,
             "flask_stack_behind_lb": flask_stack_behind_lb,
             "flask_stack_group_rules": flask_stack_group_rules,
         }

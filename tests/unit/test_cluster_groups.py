@@ -116,3 +116,12 @@ def test_worker_hosts_apart_from_the_web_hosts_need_a_redis_group():
     assert "add a redis group" in problem
     # workers on the web hosts themselves share the web hosts' broker as before
     assert cluster.flask_stack_group_problems({**ONE_VM, "worker": ["demo"]}) == []
+
+
+def test_the_broker_runs_on_the_redis_host_or_on_a_web_host_with_celery_apps():
+    assert [h for h in HOSTVARS if cluster.flask_stack_runs_broker(CLUSTER, h, 1)] == ["redis1"]
+    assert cluster.flask_stack_runs_broker(ONE_VM, "demo", 1) is True
+    assert cluster.flask_stack_runs_broker(ONE_VM, "demo", 0) is False
+    # apps that reach a broker elsewhere (redis_host) get none on the host
+    assert cluster.flask_stack_runs_broker(ONE_VM, "demo", 1, "10.0.0.21") is False
+    assert cluster.flask_stack_runs_broker({"all": ["w"], "worker": ["w"]}, "w", 1) is False
