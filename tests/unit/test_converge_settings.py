@@ -33,6 +33,13 @@ def test_settings_and_connection_count_magic_facts_and_the_switch_do_not():
     assert lookup(BASE, "names") == ["ansible_host", "ansible_user", "apps", "gunicorn_timeout"]
 
 
+def test_facts_the_fact_cache_brings_back_do_not_count():
+    # a run after a full converge finds getent's facts (and the gathered ones) in the fact cache
+    cached = {"getent_passwd": {"root": ["x", "0"]}, "distribution": "Debian"}
+    assert lookup({**BASE, "ansible_facts": cached, "getent_passwd": cached["getent_passwd"],
+                   "ansible_distribution": "Debian"}) == lookup(BASE)
+
+
 def test_a_templated_value_counts_by_what_it_resolves_to():
     # _source stands for what only templating sees (a run's own fact here)
     variables = {**BASE, "redis_password": trust_as_template("{{ _source }}"), "_source": "first-password-0123"}

@@ -5,7 +5,8 @@ defaults give the host, templated the way a task would see it, so a value
 that comes from outside the inventory files (a lookup of a file or of the
 environment, a vault file elsewhere) counts by its value.
 
-Left out: Ansible's own variables (magic variables, facts, connection
+Left out: Ansible's own variables (magic variables, facts, including those
+a module such as getent sets and the fact cache brings back, connection
 options, and what this run set on the host: names that start with "_")
 except the host's name, port, user and connection, and the converge's
 switch (converge_full). A value that cannot be resolved
@@ -41,8 +42,12 @@ MAGIC = frozenset({
 })
 
 
-def _setting(name: str) -> bool:
+def _setting(name: str, facts: Any = ()) -> bool:
     if name in MAGIC or name.startswith("_"):
+        return False
+    # a fact (gathered, or set by a module such as getent) that the fact
+    # cache brings back on the next run: not a setting
+    if name in facts or name.removeprefix("ansible_") in facts:
         return False
     if name.startswith("ansible_"):
         return name in CONNECTION
@@ -63,7 +68,8 @@ class LookupModule(LookupBase):
     def run(self, terms: list, variables: dict | None = None, **kwargs: Any) -> list[str]:
         variables = variables or {}
         settings = {}
-        for name in sorted(filter(_setting, variables)):
+        facts = variables.get("ansible_facts") or {}
+        for name in sorted(n for n in variables if _setting(n, facts)):
             try:
                 settings[name] = _plain(self._templar.template(variables[name]))
             except Exception as exc:  # noqa: BLE001 - a value that needs facts counts by its text
