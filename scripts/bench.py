@@ -418,10 +418,22 @@ def remote_calls(out: str) -> int:
     return int(m.group(1)) if m else -1
 
 
+def switch_steps(out: str) -> dict:
+    """The release helper's step times in the switch call of a -v run: seconds
+    from the call's start at which each step ended ({} when not found)."""
+    block = out.split("Switch through the health check", 1)[-1].split("\nTASK [", 1)[0]
+    m = re.search(r'"steps": (\{[^}]*\})', " ".join(block.split()).replace("''", "'").replace('\\"', '"'))
+    try:
+        return json.loads(m.group(1)) if m else {}
+    except json.JSONDecodeError:
+        return {}
+
+
 def bench_code_deploy() -> dict:
     """A code-only deploy (one changed template, the environment reused) on
-    the running demo VM, with its ten slowest tasks and its remote calls;
-    still health-gated (a new release, trial, switch)."""
+    the running demo VM, with its ten slowest tasks, its remote calls and the
+    steps of its switch call (-v shows the helper's output); still
+    health-gated (a new release, trial, switch)."""
     log("code-only deploy (one changed file, same lock)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
     try:
@@ -430,7 +442,8 @@ def bench_code_deploy() -> dict:
         index = src / "hello" / "templates" / "index.html"
         index.write_text(index.read_text() + f"\n{{# everyday {time.time()} #}}\n")
         before = main_pid()
-        deploy_s, deploy, deploy_top = profiled("playbooks/deploy.yml", "-e", json.dumps({"apps": demo_apps(src)}))
+        load_before = os.getloadavg()[0]
+        deploy_s, deploy, deploy_top = profiled("playbooks/deploy.yml", "-v", "-e", json.dumps({"apps": demo_apps(src)}))
         switched = main_pid() != before
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -438,6 +451,8 @@ def bench_code_deploy() -> dict:
             "code_deploy_switched": switched, "code_deploy_top10": deploy_top,
             "code_deploy_fast_path": "Deploy path: fast" in deploy.stdout,
             "code_deploy_remote_calls": remote_calls(deploy.stdout),
+            "code_deploy_switch_steps": switch_steps(deploy.stdout),
+            "code_deploy_load1_before": round(load_before, 2),
             "code_deploy_load1": round(os.getloadavg()[0], 2)}
 
 
@@ -668,7 +683,8 @@ def code_deploy_report(count: int) -> None:
     for r in runs:
         print(f"code_deploy: {r['code_deploy_s']} s, changed={r['code_deploy_changed']}, "
               f"fast path={r['code_deploy_fast_path']}, remote calls={r['code_deploy_remote_calls']}, "
-              f"load1={r['code_deploy_load1']}")
+              f"load1={r['code_deploy_load1_before']}->{r['code_deploy_load1']}")
+        print(f"  switch steps: {r['code_deploy_switch_steps']}")
         for t in r["code_deploy_top10"]:
             print(f"  {t['s']:7.2f} s  {t['task']}")
     print(f"\n(JSON: {OUT / 'code_deploy.json'})")

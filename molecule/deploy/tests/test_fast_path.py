@@ -1,16 +1,26 @@
 """The deploy's fast path (issue 12): a deploy that changes only code skips
-the setup (users, env files, units, tools) and still goes through the health
-gate; a change to the setup, or -e deploy_full=true, takes the full path.
+the setup (users, env files, units, tools), makes a handful of round trips
+through the release helper and still goes through the health gate; a change
+to the setup, or -e deploy_full=true, takes the full path.
 Runs after test_deploy.py on the same host (test_robust.py re-settles it)."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
-from conftest import exec_in, link_target, playbook, scenario_vars, serving
+from conftest import ROOT, exec_in, link_target, listdir, playbook, scenario_vars, serving
 
 APP = "/srv/apps/hello"
 FAST = "Deploy path: fast"
+# the fast path's module runs on the host: read the setup record; begin
+# (lock, unpack, stamp, the environment's reuse and link); switch (trial,
+# switch, live check); cleanup (unlock, list the job timers); the scenario's
+# one timer (its service and timer written, systemd asked, timer started);
+# fact gathering when the cache is cold
+MAX_REMOTE = 9
 SETUP_TASK = r"TASK \[gunicorn : Write each app's service unit\][^\n]*\n(\S+):"
 
 
@@ -24,6 +34,15 @@ def deploy(tmp_path, src, apps_change: dict | None = None, **extra):
     apps[0]["src"] = str(src)
     apps[0].update(apps_change or {})
     return playbook("deploy.yml", {"apps": apps, **extra}, tmp_path)
+
+
+def remote_calls(out: str, tmp_path) -> int:
+    """Module runs on the host in one run's output (scripts/remote_tasks.py)."""
+    log = tmp_path / "deploy.log"
+    log.write_text(out)
+    counted = subprocess.run([sys.executable, str(ROOT / "scripts/remote_tasks.py"), str(ROOT), str(log)],
+                             capture_output=True, text=True, check=True)
+    return int(re.search(r"remote module runs: (\d+)", counted.stdout).group(1))
 
 
 def setup_ran(out: str) -> bool:
@@ -51,19 +70,32 @@ def test_deploy_full_true_takes_the_full_path_and_records_the_setup(tmp_path, ap
     assert exec_in("stat", "-c", "%U %a", "/etc/flask-stack/deploy-setup.sha256").stdout.split() == ["root", "600"]
 
 
-def test_a_code_only_deploy_takes_the_fast_path_through_the_health_gate(tmp_path, app_copy):
+def test_a_code_only_deploy_takes_the_fast_path_in_few_round_trips_through_the_health_gate(tmp_path, app_copy):
     before = serving()
     touch(app_copy, "fast path")
     run = deploy(tmp_path, app_copy)
     assert run.rc == 0, run.out[-3000:]
     assert FAST in run.out, run.out[-3000:]
     assert not setup_ran(run.out), run.out[-3000:]
-    # still health-gated: the trial answered before the switch, and the new release serves
-    assert re.search(r"TASK \[app : Switch through the health check: hello \S+ /healthz\]", run.out), run.out[-3000:]
+    calls = remote_calls(run.out, tmp_path)
+    print(f"\nfast-path code-only deploy: {run.seconds:.1f} s, {calls} remote calls, changed={run.changed}")
+    assert calls <= MAX_REMOTE, run.out[-4000:]
+    # still health-gated: the trial answered, then the switch; the new release serves
+    trial = re.search(r"TASK \[app : Switch through the health check: hello (\S+) /healthz\][^\n]*\nchanged:", run.out)
+    assert trial, run.out[-3000:]
     release = serving()
-    assert release != before
+    assert release == trial.group(1) != before
     assert link_target(f"{APP}/current") == f"{APP}/releases/{release}"
-    print(f"\nfast-path code-only deploy: {run.seconds:.1f} s, changed={run.changed}")
+    assert exec_in("cat", f"{APP}/releases/{release}/RELEASE").stdout.strip() == release
+    # the old release stays as the rollback target
+    assert before in listdir(f"{APP}/releases")
+    # the environment was reused (the same lock): begin linked the new release to the old one's
+    env = link_target(f"{APP}/releases/{release}/.python")
+    assert env == link_target(f"{APP}/releases/{before}/.python") != "", env
+    assert exec_in("test", "-f", f"{env}/.flask-stack-complete").returncode == 0, env
+    # the lock is released
+    status = json.loads(exec_in("/usr/local/sbin/flask-stack-lock", "status", "hello").stdout)
+    assert status["locked"] is False, status
 
 
 def test_a_release_failing_its_health_check_on_the_fast_path_leaves_the_old_one_serving(tmp_path, app_copy):
