@@ -93,7 +93,9 @@ def test_a_code_only_deploy_takes_the_fast_path_in_few_round_trips_through_the_h
     env = link_target(f"{APP}/releases/{release}/.python")
     assert env == link_target(f"{APP}/releases/{before}/.python") != "", env
     assert exec_in("test", "-f", f"{env}/.flask-stack-complete").returncode == 0, env
-    # the lock is released
+    # the passed trial stopped (queued while the app restarted; the switch returns after it), the lock is released
+    assert exec_in("systemctl", "list-units", "--all", "--plain", "--no-legend",
+                   "gunicorn-hello-candidate*").stdout.strip() == ""
     status = json.loads(exec_in("/usr/local/sbin/flask-stack-lock", "status", "hello").stdout)
     assert status["locked"] is False, status
 
