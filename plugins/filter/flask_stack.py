@@ -450,7 +450,13 @@ def _check_basic_auth(index: int, raw: Any, app: dict[str, Any]) -> dict[str, An
 # The web process's worker model, per app (gunicorn role): sync (one request
 # per worker), gthread (``threads`` requests per worker) or gevent (greenlets;
 # the app's lock must include gevent, checked by python_env before the build).
-KNOWN_KEYS.update({"worker_class", "threads"})
+# ``preload`` imports the app once in gunicorn's master before it forks the
+# workers (gunicorn's --preload): a restart imports the app once instead of
+# once per worker. Off by default, as in gunicorn: an app that opens
+# connections or starts threads at import time would share them across the
+# fork. Not with gevent, whose worker patches the standard library only after
+# the fork, too late for what the master imported.
+KNOWN_KEYS.update({"worker_class", "threads", "preload"})
 WORKER_CLASSES = ("sync", "gthread", "gevent")
 GTHREAD_DEFAULT_THREADS = 4
 
@@ -464,7 +470,13 @@ def _check_worker_model(index: int, raw: dict[str, Any], app: dict[str, Any]) ->
     _int_in(f"{where}.threads", threads, 1, 64)
     if threads != 1 and worker_class != "gthread":
         _fail(f"{where}.threads", f"{threads!r} needs worker_class gthread (worker_class is {worker_class!r})")
-    return {**app, "worker_class": worker_class, "threads": threads}
+    preload = raw.get("preload", False)
+    if not isinstance(preload, bool):
+        _fail(f"{where}.preload", f"{preload!r} must be true or false")
+    if preload and worker_class == "gevent":
+        _fail(f"{where}.preload", "true does not go with worker_class gevent (the worker patches the "
+              "standard library after the fork, too late for what the master imported)")
+    return {**app, "worker_class": worker_class, "threads": threads, "preload": preload}
 
 
 # Optional nginx microcaching per path prefix (nginx role): cache: [{path, ttl}].

@@ -32,3 +32,19 @@ def test_defaults_sync_one_thread_and_gthread_four():
 def test_bad_worker_model_names_the_app_and_value(over, message):
     with pytest.raises(AnsibleFilterError, match=message):
         model.flask_stack_apps([app(**over)])
+
+
+def test_preload_is_off_by_default_and_passes_through():
+    assert model.flask_stack_apps([app()])[0]["preload"] is False
+    assert model.flask_stack_apps([app(preload=True)])[0]["preload"] is True
+    assert model.flask_stack_apps([app(worker_class="gthread", preload=True)])[0]["preload"] is True
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"preload": "yes"}, r"apps\[0\] \(hello\)\.preload: 'yes' must be true or false"),
+    ({"worker_class": "gevent", "preload": True},
+     r"apps\[0\] \(hello\)\.preload: true does not go with worker_class gevent"),
+])
+def test_bad_preload_names_the_app_and_value(over, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        model.flask_stack_apps([app(**over)])
