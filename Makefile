@@ -32,6 +32,7 @@ down:  ## remove the local VM
 	@scripts/demo.sh down
 
 demo-cluster: venv image  ## the cluster scenario (LB, 2 web, Redis+worker, Pebble) converged, print its URL
+	@molecule/resources/build-image.sh --prepared "$(MOLECULE_DISTRO)" >/dev/null
 	@scripts/cluster.sh up
 
 down-cluster:  ## remove the cluster's containers (molecule destroy -s cluster)

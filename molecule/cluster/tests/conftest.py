@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -101,6 +102,31 @@ def rotation(backend: str = "app_hello") -> dict[str, str]:
     return {name: status.split()[0] for name, status in servers(backend).items()}
 
 
+def lb_server_events(since: float, backend: str = "app_hello") -> list[str]:
+    """HAProxy's log of its servers' state changes since the epoch second
+    `since` (journald on the LB), oldest first: "Server app_hello/<name> is
+    going DOWN for maintenance...", "... is UP, reason: Layer7 check passed..."."""
+    r = exec_in(LB, "journalctl", "-q", "--no-pager", "-o", "cat", "-t", "haproxy", "--since", f"@{int(since) - 1}")
+    assert r.returncode == 0, r.stderr
+    return [line for line in r.stdout.splitlines() if f"Server {backend}/" in line]
+
+
+def assert_each_host_back_up_by_its_checks(events: list[str], names: list[str]) -> None:
+    """A roll over `names`, in order: each server went to maintenance, then
+    came back UP because its health checks passed (not because `enable
+    server` said so before any check ran), and only then was the next one
+    drained: at no time was the only server in rotation one no check had seen."""
+    def first(after: int, pattern: str) -> int | None:
+        return next((i for i, e in enumerate(events) if i > after and re.search(pattern, e)), None)
+
+    up = -1
+    for name in names:
+        drained = first(-1, rf"/{re.escape(name)} (is going DOWN for|was DOWN and now enters) maintenance")
+        assert drained is not None and drained > up, (name, "drained before the host before it was UP", events)
+        up = first(drained, rf"/{re.escape(name)} is UP, reason: Layer\d check passed")
+        assert up is not None, (name, "never came back UP on a passing health check", events)
+
+
 def release(container: str) -> str:
     return exec_in(container, "readlink", f"{APP}/current").stdout.strip().rsplit("/", 1)[-1]
 
@@ -110,7 +136,10 @@ def hook_runs(container: str) -> int:
 
 
 class Load:
-    """Bounded load from the probe through the LB (https://hello.test, verified)."""
+    """Bounded load from the probe through the LB (https://hello.test, verified):
+    4 threads paced at 25 requests per second (a request every 40 ms through
+    each drain and switch; flat out, the TLS handshakes took a core from the
+    deploy under test)."""
 
     def __init__(self, path: str = "/api/add?a=5&b=6", max_requests: int = 100000, max_seconds: int = 600):
         subprocess.run(["docker", "cp", str(LOAD_PY), f"{PROBE}:/tmp/load.py"], check=True)
@@ -118,7 +147,7 @@ class Load:
         self.proc = subprocess.Popen(
             ["docker", "exec", PROBE, "python3", "/tmp/load.py", "https://hello.test:443", "hello.test", path,
              "--cafile", ROOT_PEM, "--stop-file", "/tmp/load.stop", "--max-requests", str(max_requests),
-             "--max-seconds", str(max_seconds), "--threads", "4"],
+             "--max-seconds", str(max_seconds), "--threads", "4", "--rate", "25"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def stop(self) -> dict:

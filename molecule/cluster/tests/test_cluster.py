@@ -7,8 +7,9 @@ import time
 
 from playbook import ROOT, ansible_env, run
 
-from conftest import (LB, PROBE, REDIS, WEBS, WORKERS, Load, address, edit, exec_in, hook_runs, hostname, lb_request,
-                      playbook, release, rotation, servers, wait_for)
+from conftest import (LB, PROBE, REDIS, WEBS, WORKERS, Load, address, assert_each_host_back_up_by_its_checks, edit,
+                      exec_in, hook_runs, hostname, lb_request, lb_server_events, playbook, release, rotation, servers,
+                      wait_for)
 
 WEB_NAMES = ["flask-stack-cluster-web1", "flask-stack-cluster-web2"]
 
@@ -177,12 +178,15 @@ def test_rolling_deploy_under_load_drops_no_request(app_copy, deploy):
     assert result["first_start"] < start and result["last_end"] > end, result
     assert result["failed"] == 0 and result["ok"] == result["sent"], result
     assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
+    # HAProxy's log: web1 was UP on passing health checks before web2 was drained
+    assert_each_host_back_up_by_its_checks(lb_server_events(start), WEB_NAMES)
 
 
 def test_rollback_rolls_host_by_host_under_load(tmp_path):
     before = [release(w) for w in WEBS]
     load = Load()
     time.sleep(2)
+    start = time.time()
     run = playbook("rollback.yml", {"rollback_app": "hello"}, tmp_path)
     result = load.stop()
     print(f"\nrollback under load: {result['sent']} sent, {result['failed']} failed")
@@ -190,8 +194,9 @@ def test_rollback_rolls_host_by_host_under_load(tmp_path):
     after = [release(w) for w in WEBS]
     assert after[0].split("-")[1] == after[1].split("-")[1] and not set(after) & set(before), (before, after)
     assert run.out.count("TASK [Drain on the load balancers]") == 2, run.out[-3000:]
-    assert result["failed"] == 0, result
+    assert result["failed"] == 0 and result["ok"] == result["sent"], result
     assert rotation() == {name: "UP" for name in WEB_NAMES}, servers()
+    assert_each_host_back_up_by_its_checks(lb_server_events(start), WEB_NAMES)
 
 
 def test_a_bad_release_stops_the_roll_on_the_first_host(app_copy, deploy):

@@ -91,15 +91,20 @@ def link_target(path: str) -> str:
 
 
 class Load:
-    """Bounded load inside the web host against the app's socket (load.py)."""
+    """Bounded load inside the web host against the app's socket (load.py):
+    8 threads, paced at `rate` requests per second (0: flat out). Paced, a
+    request is in flight every few milliseconds through the switch the test
+    watches, while the deploy beside it keeps the CPU (flat out, the load
+    took a core from it and every job running alongside)."""
 
-    def __init__(self, path: str = "/api/add?a=5&b=6", max_requests: int = 20000, max_seconds: int = 300):
+    def __init__(self, path: str = "/api/add?a=5&b=6", max_requests: int = 20000, max_seconds: int = 300,
+                 rate: float = 50):
         subprocess.run(["docker", "cp", str(Path(__file__).with_name("load.py")), f"{CONTAINER}:/tmp/load.py"], check=True)
         exec_in("rm", "-f", "/tmp/load.stop")
         self.proc = subprocess.Popen(
             ["docker", "exec", CONTAINER, "python3", "/tmp/load.py", "/run/gunicorn/hello.sock", "hello.test", path,
              "--stop-file", "/tmp/load.stop", "--max-requests", str(max_requests), "--max-seconds", str(max_seconds),
-             "--threads", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--threads", "8", "--rate", str(rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def stop(self) -> dict:
         exec_in("touch", "/tmp/load.stop")
