@@ -17,10 +17,10 @@ APP = "/srv/apps/hello"
 FAST = "Deploy path: fast"
 # the fast path's module runs on the host: read the setup record; begin
 # (lock, unpack, stamp, the environment's reuse and link); switch (trial,
-# switch, live check); cleanup (unlock, list the job timers); the scenario's
-# one timer (its service and timer written, systemd asked, timer started);
-# fact gathering when the cache is cold
-MAX_REMOTE = 9
+# switch, live check, then the cleanup: unlock, list the job timers); the
+# scenario's one timer (its service and timer written, systemd asked, timer
+# started); fact gathering when the cache is cold
+MAX_REMOTE = 8
 SETUP_TASK = r"TASK \[gunicorn : Write each app's service unit\][^\n]*\n(\S+):"
 
 
@@ -98,6 +98,8 @@ def test_a_code_only_deploy_takes_the_fast_path_in_few_round_trips_through_the_h
                    "gunicorn-hello-candidate*").stdout.strip() == ""
     status = json.loads(exec_in("/usr/local/sbin/flask-stack-lock", "status", "hello").stdout)
     assert status["locked"] is False, status
+    # the switch's call did the cleanup (no cleanup call of its own)
+    assert not re.search(r"TASK \[app : Remove old releases of hello\][^\n]*\n(ok|changed):", run.out), run.out[-3000:]
 
 
 def test_a_release_failing_its_health_check_on_the_fast_path_leaves_the_old_one_serving(tmp_path, app_copy):
