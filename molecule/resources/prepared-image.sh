@@ -35,6 +35,9 @@ else
   log "installing the roles' packages into $image: $(echo $packages)"
   builder="flask-stack-image-build-$$"
   trap 'docker rm -f "$builder" >/dev/null 2>&1 || true' EXIT
+  # Without recommends, as playbooks/base.yml installs them
+  # (install_recommends: false): a host from this image has the packages a
+  # host converged from the bare image has, no more.
   # policy-rc.d: no service starts during the build. The links the packages'
   # postinst scripts add under /etc/systemd/system (enabled services, timers,
   # sockets) are removed again, so nothing starts at boot that a role did not
@@ -47,7 +50,7 @@ else
     chmod 0755 /usr/sbin/policy-rc.d
     find /etc/systemd/system -type l | sort >/tmp/links.before
     apt-get update -qq
-    apt-get install -y -qq "$@" >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
     find /etc/systemd/system -type l | sort | comm -13 /tmp/links.before - | xargs -r rm -f
     rm -f /usr/sbin/policy-rc.d /tmp/links.before /etc/ssh/ssh_host_*
     : >/etc/machine-id

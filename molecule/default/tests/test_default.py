@@ -156,6 +156,20 @@ def test_app_restarts_after_a_crash(host, http):
     assert http("/healthz", "second.test").status == 200
 
 
+def test_preload_imports_the_app_in_the_master_before_the_fork(host):
+    """apps[].preload: second's gunicorn master has imported the app (the C
+    extension its Flask stack loads, markupsafe's speedups, is mapped in the
+    master itself); hello's master, preload off, never imports the app (only
+    its workers do)."""
+    def master_maps(unit):
+        pid = host.check_output("systemctl show -p MainPID --value %s", unit).strip()
+        assert pid not in ("", "0"), unit
+        return host.check_output("cat /proc/%s/maps", pid)
+    assert "markupsafe/_speedups" in master_maps("gunicorn-second.service")
+    assert "markupsafe/_speedups" not in master_maps("gunicorn-hello.service")
+    assert "--preload" in host.check_output("systemctl show -p ExecStart --value gunicorn-second.service")
+
+
 def test_app_environment_file_is_private(host):
     env = host.file("/etc/flask-stack/hello.env")
     assert env.user == "root"
