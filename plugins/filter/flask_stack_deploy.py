@@ -32,6 +32,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import jinja2
+import jinja2.nodes
 import yaml
 from ansible.errors import AnsibleFilterError
 
@@ -51,6 +53,50 @@ def flask_stack_setup_var_names(roles: Any = SETUP_ROLES) -> list[str]:
         defaults = ROOT / "roles" / str(role) / "defaults" / "main.yml"
         names.update(yaml.safe_load(defaults.read_text()) or {})
     return sorted(names - NOT_SETUP)
+
+
+# What playbooks/deploy.yml's query of the setup variables gives for one the
+# play does not define (`default=`): a role default of a setup role whose
+# tasks this run has not loaded (the setup is included only on the full
+# path, so gunicorn's, celery's and python_env's defaults are not the
+# play's). The fingerprint covers such a default through its role's files
+# (SETUP_FILES): sound while the default is a constant or a template of the
+# setup roles' own variables, each of which is in the fingerprint too;
+# flask_stack_setup_fingerprint refuses any other.
+ROLE_DEFAULT = "__flask_stack_role_default__"
+
+
+def _role_defaults(roles: Any = SETUP_ROLES) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for role in roles:
+        values.update(yaml.safe_load((ROOT / "roles" / str(role) / "defaults" / "main.yml").read_text()) or {})
+    return values
+
+
+def _template_names(value: Any) -> set[str]:
+    """The variables a default's templates read (every string in it)."""
+    if isinstance(value, dict):
+        return set().union(*(_template_names(v) for v in value.values())) if value else set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_template_names(v) for v in value)) if value else set()
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        # every name the template reads (a superset of the undeclared ones:
+        # a loop variable counts too, which errs on the safe side)
+        tree = jinja2.Environment().parse(value)
+        return {node.name for node in tree.find_all(jinja2.nodes.Name) if node.ctx == "load"}
+    return set()
+
+
+def _check_role_defaults(settings: dict[str, Any]) -> None:
+    unset = [name for name, value in settings.items() if value == ROLE_DEFAULT]
+    defaults = _role_defaults() if unset else {}
+    for name in unset:
+        outside = sorted(_template_names(defaults.get(name)) - set(defaults))
+        if outside:
+            raise AnsibleFilterError(
+                f"flask_stack_setup_fingerprint: the default of {name} reads {', '.join(outside)}, which the "
+                "fingerprint does not cover while the role is not loaded; read it through a variable of the "
+                "setup roles, or add it to the fingerprint's inputs (playbooks/tasks/deploy_path.yml)")
 
 
 def _files_digest(paths: Any) -> str:
@@ -80,7 +126,9 @@ def flask_stack_setup_fingerprint(apps: Any, settings: Any, extra: Any = None,
     """sha256 of the setup's inputs: ``apps`` (the normalized model; each app
     without ``src`` and ``source`` except the source's kind), ``settings`` (the setup
     roles' variables with their values), ``extra`` (other inputs) and the
-    content of ``paths`` (relative to the repository)."""
+    content of ``paths`` (relative to the repository). A setting whose value
+    is ROLE_DEFAULT stands for its role's default (see there)."""
+    _check_role_defaults(dict(settings or {}))
     model = [{**{k: v for k, v in dict(app).items() if k not in ("source", "src")},
               "source_kind": dict(app.get("source") or {}).get("kind")} for app in apps or []]
     data = json.dumps(_plain({"apps": model, "settings": dict(settings or {}), "extra": extra}),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+from ansible.errors import AnsibleFilterError
 from plugin_modules import load
 
 deploy = load("plugins/filter/flask_stack_deploy.py")
@@ -56,3 +58,30 @@ def test_lb_pairs_are_for_web_hosts_only():
         ["lb1", "a"], ["lb1", "b"], ["lb2", "a"], ["lb2", "b"]]
     assert cluster.flask_stack_lb_pairs(groups, "w1", ["a"]) == []
     assert cluster.flask_stack_lb_pairs({"web": ["web1"]}, "web1", ["a"]) == []
+
+
+def test_a_setup_variable_the_inventory_does_not_set_stands_for_its_role_default():
+    # the setup roles but app are not loaded when deploy.yml fingerprints
+    # the setup: their variables come as ROLE_DEFAULT unless the inventory
+    # sets them, and the role's files (defaults/main.yml) carry the value
+    unset = {name: deploy.ROLE_DEFAULT for name in deploy.flask_stack_setup_var_names(["gunicorn", "celery", "python_env"])}
+    base = fingerprint(APP, unset)
+    assert fingerprint(APP, {**unset, "gunicorn_timeout": 41}) != base
+    assert fingerprint(APP, unset) == base
+
+
+def test_a_role_default_that_reads_an_outside_variable_is_refused(tmp_path, monkeypatch):
+    # sound only while such a default reads the setup roles' own variables
+    # (python_env_miniforge_url reads python_env_miniforge_version: fine);
+    # one reading anything else would leave a change of that out of the
+    # fingerprint, so the filter names it instead
+    for role in deploy.SETUP_ROLES:
+        shutil.copytree(deploy.ROOT / "roles" / role / "defaults", tmp_path / "roles" / role / "defaults")
+    monkeypatch.setattr(deploy, "ROOT", tmp_path)
+    defaults = tmp_path / "roles/gunicorn/defaults/main.yml"
+    defaults.write_text(defaults.read_text() + '\ngunicorn_probe: "{{ web_http_port | default(80) }}"\n')
+    unset = {"gunicorn_probe": deploy.ROLE_DEFAULT, "python_env_miniforge_url": deploy.ROLE_DEFAULT}
+    with pytest.raises(AnsibleFilterError, match=r"the default of gunicorn_probe reads web_http_port"):
+        fingerprint(APP, unset, paths=[])
+    # set by the inventory: its value is in the fingerprint, nothing to refuse
+    assert fingerprint(APP, {**unset, "gunicorn_probe": 8080}, paths=[])

@@ -2,8 +2,8 @@
 role's key (issue 12): the name it computes must be the one env.yml computes
 with Ansible's filters, or every code-only deploy would build (or fail to
 link) the environment it should reuse. Runs the helper's own function on a
-temporary release; the Jinja side is the expression of env.yml and the key
-input of roles/python_env/vars/main.yml."""
+temporary release; the Jinja side is the environment's name and key input
+in roles/python_env/vars/main.yml (_python_env_dir, _python_env_key_input)."""
 
 from __future__ import annotations
 
@@ -32,24 +32,25 @@ def helper():
     return module
 
 
-def render(expression: str, checksum: str = "") -> str:
-    """expression rendered by Ansible with the role's key input for a venv app (uv)."""
+def render(expression: str, checksum: str = "", envs_dir: str = "") -> str:
+    """expression rendered by Ansible with the role's vars (vars/main.yml)
+    for a venv app (uv) whose lock input has sha256 `checksum` (as
+    env_host.yml's stat of a git source's lock reports it)."""
     role_vars = yaml.safe_load((ROOT / "roles/python_env/vars/main.yml").read_text())
     variables = {
-        "_python_env_key_input": trust_as_template(role_vars["_python_env_key_input"]),
-        "python_env_app": {"python": {"kind": "venv", "lock_format": "requirements"}},
+        **{name: trust_as_template(value) if isinstance(value, str) else value for name, value in role_vars.items()},
+        "python_env_app": {"python": {"kind": "venv", "lock_format": "requirements"}, "envs_dir": envs_dir},
         "python_env_installer": "uv", "python_env_python": "python3",
         "python_env_conda_platform": "linux-64", "python_env_conda_channels": ["conda-forge"],
-        "checksum": checksum,
+        "_python_env_lock_stat": {"stat": {"exists": True, "isreg": True, "checksum": checksum}},
     }
     return Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression))
 
 
 def env_yml_name(envs_dir: Path, checksum: str) -> str:
-    """The environment env.yml names (its "Name the environment" expression)."""
-    key = render("{{ _python_env_key_input | replace('{lock_sha256}', checksum) | hash('sha256')"
-                 " | truncate(16, true, '') }}", checksum)
-    return f"{envs_dir}/venv-{key}"
+    """The environment env.yml names (_python_env_dir, the role's one
+    definition, for a lock input read on the host)."""
+    return render("{{ _python_env_dir }}", checksum, str(envs_dir))
 
 
 def key_input() -> str:
