@@ -21,7 +21,13 @@ FAST = "Deploy path: fast"
 # scenario's one timer (its service and timer written, systemd asked, timer
 # started); fact gathering when the cache is cold
 MAX_REMOTE = 8
+# the fast path's tasks (every TASK line of the run, skipped ones and
+# includes too): 26 on the demo (one app, no timers; 112 before issue 12's
+# sixth pass), plus the scenario's timer (the scheduled jobs' tasks)
+MAX_TASKS = 34
 SETUP_TASK = r"TASK \[gunicorn : Write each app's service unit\][^\n]*\n(\S+):"
+# the fast path skips the setup as one task (its roles are not even loaded)
+SETUP_INCLUDE = r"TASK \[Set up the apps \(full path only\)\][^\n]*\n(\S+):"
 
 
 def touch(app_copy, marker: str) -> None:
@@ -46,10 +52,22 @@ def remote_calls(out: str, tmp_path) -> int:
 
 
 def setup_ran(out: str) -> bool:
-    """Whether the gunicorn units were rendered in this run (ok/changed) or skipped."""
+    """Whether the gunicorn units were rendered in this run (ok/changed), or
+    the setup was skipped whole (its include task skipped, none of its tasks
+    in the output)."""
+    include = re.search(SETUP_INCLUDE, out)
+    assert include, out[-3000:]
+    if include.group(1) == "skipping":
+        assert "TASK [gunicorn :" not in out, out[-3000:]
+        return False
     m = re.search(SETUP_TASK, out)
     assert m, out[-3000:]
     return m.group(1) in ("ok", "changed")
+
+
+def tasks(out: str) -> int:
+    """The run's tasks: every TASK line (skipped tasks and includes too)."""
+    return len(re.findall(r"^TASK \[", out, re.M))
 
 
 def main_pid(unit: str = "gunicorn-hello.service") -> int:
@@ -78,8 +96,10 @@ def test_a_code_only_deploy_takes_the_fast_path_in_few_round_trips_through_the_h
     assert FAST in run.out, run.out[-3000:]
     assert not setup_ran(run.out), run.out[-3000:]
     calls = remote_calls(run.out, tmp_path)
-    print(f"\nfast-path code-only deploy: {run.seconds:.1f} s, {calls} remote calls, changed={run.changed}")
+    print(f"\nfast-path code-only deploy: {run.seconds:.1f} s, {calls} remote calls, {tasks(run.out)} tasks, "
+          f"changed={run.changed}")
     assert calls <= MAX_REMOTE, run.out[-4000:]
+    assert tasks(run.out) <= MAX_TASKS, run.out
     # still health-gated: the trial answered, then the switch; the new release serves
     trial = re.search(r"TASK \[app : Switch through the health check: hello (\S+) /healthz\][^\n]*\nchanged:", run.out)
     assert trial, run.out[-3000:]
