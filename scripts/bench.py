@@ -467,6 +467,8 @@ def bench_code_deploy() -> dict:
             "code_deploy_switched": switched, "code_deploy_top10": deploy_top,
             "code_deploy_fast_path": "Deploy path: fast" in deploy.stdout,
             "code_deploy_remote_calls": remote_calls(deploy.stdout),
+            # every TASK line of the run (skipped tasks and includes too)
+            "code_deploy_tasks": len(re.findall(r"^TASK \[", deploy.stdout, re.M)),
             "code_deploy_switch_steps": switch_steps(deploy.stdout),
             "code_deploy_load1_before": round(load_before, 2),
             "code_deploy_load1": round(os.getloadavg()[0], 2)}
@@ -702,6 +704,7 @@ def code_deploy_report(count: int) -> None:
     for r in runs:
         print(f"code_deploy: {r['code_deploy_s']} s, changed={r['code_deploy_changed']}, "
               f"fast path={r['code_deploy_fast_path']}, remote calls={r['code_deploy_remote_calls']}, "
+              f"tasks={r['code_deploy_tasks']}, "
               f"load1={r['code_deploy_load1_before']}->{r['code_deploy_load1']}")
         print(f"  switch steps: {r['code_deploy_switch_steps']}")
         for t in r["code_deploy_top10"]:
