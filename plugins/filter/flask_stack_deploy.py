@@ -41,8 +41,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # the roles whose files render host state in a deploy's setup, and the filters
 SETUP_ROLES = ("app", "gunicorn", "celery", "python_env")
 SETUP_FILES = tuple(f"roles/{r}" for r in SETUP_ROLES) + ("plugins/filter",)
-# variables of those roles that do not reach the host (per-batch switches)
-NOT_SETUP = frozenset({"app_before_switch_hooks"})
+# variables of those roles that do not reach the host: per-batch switches, and
+# per-run arguments of the lock and the release helper (how long to wait for
+# a held lock, the health check's tries, how many releases to keep), which no
+# setup task renders: a run that changes only them takes the fast path
+NOT_SETUP = frozenset({"app_before_switch_hooks", "app_lock_wait_seconds", "app_health_retries",
+                       "app_health_delay", "app_health_timeout", "app_keep_releases"})
 
 
 def flask_stack_setup_var_names(roles: Any = SETUP_ROLES) -> list[str]:

@@ -99,6 +99,24 @@ def command(inventory: str | Path, playbook: str | Path, *args: str, extra_vars:
     return [*cmd, *args]
 
 
+_PATH = re.compile(r"(Deploy|Converge) path: (fast|full)(?: \(([^)]*)\))?")
+
+
+def note(playbook: str | Path, args: tuple[str, ...], out: str, rc: int | None, seconds: float | None) -> None:
+    """With FLASK_STACK_PLAYBOOK_LOG set, one JSON line per run in that file: the
+    test, the playbook, its arguments, the path it took (fast/full and why,
+    from the run's own message), rc and seconds; what a test's time is made of."""
+    log = os.environ.get("FLASK_STACK_PLAYBOOK_LOG")
+    if not log:
+        return
+    m = _PATH.search(_ANSI.sub("", out))
+    line = {"test": os.environ.get("PYTEST_CURRENT_TEST", ""), "playbook": Path(playbook).name,
+            "args": [a for a in args if not a.startswith("@")], "path": m.group(2) if m else None,
+            "why": " ".join(m.group(3).split()) if m and m.group(3) else None, "rc": rc, "seconds": None if seconds is None else round(seconds, 1)}
+    with open(log, "a") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
 def run(inventory: str | Path, playbook: str | Path, *args: str, extra_vars: Mapping | None = None,
         vars_dir: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 600) -> Run:
     """Run a playbook to the end (args go after the playbook: -e, --limit, -c ...)."""
@@ -106,7 +124,9 @@ def run(inventory: str | Path, playbook: str | Path, *args: str, extra_vars: Map
     start_time = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, env=dict(env) if env is not None else ansible_env(), capture_output=True,
                           text=True, timeout=timeout, check=False)
-    return Run(proc.returncode, proc.stdout + proc.stderr, proc.stdout, proc.stderr, time.monotonic() - start_time)
+    result = Run(proc.returncode, proc.stdout + proc.stderr, proc.stdout, proc.stderr, time.monotonic() - start_time)
+    note(playbook, args, result.out, result.rc, result.seconds)
+    return result
 
 
 def start(inventory: str | Path, playbook: str | Path, *args: str, extra_vars: Mapping | None = None,
@@ -117,6 +137,7 @@ def start(inventory: str | Path, playbook: str | Path, *args: str, extra_vars: M
     file object is `proc.log`); without, to proc.stdout (stderr merged)."""
     cmd = command(inventory, playbook, *args, extra_vars=extra_vars, vars_dir=vars_dir)
     env = dict(env) if env is not None else ansible_env()
+    note(playbook, ("(started in the background)", *args), "", None, None)
     if log is None:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = open(log, "w+")  # noqa: SIM115 - closed by the caller (proc.log)

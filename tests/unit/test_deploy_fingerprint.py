@@ -49,6 +49,10 @@ def test_the_setup_variables_are_the_roles_declared_ones():
     assert {"gunicorn_timeout", "celery_loglevel", "python_env_uv_version", "app_broker_host"} <= set(names)
     # controller-side and per-batch values are not the host's setup
     assert "app_build_dir" not in names and "app_before_switch_hooks" not in names
+    # per-run arguments of the lock and the release helper (a test's -e app_lock_wait_seconds=1 or
+    # app_keep_releases=2 must not send that deploy, and the next one, down the full path)
+    assert not {"app_lock_wait_seconds", "app_health_retries", "app_health_delay", "app_health_timeout",
+                "app_keep_releases"} & set(names)
     assert all(Path(deploy.ROOT / "roles" / r / "defaults/main.yml").is_file() for r in deploy.SETUP_ROLES)
 
 
