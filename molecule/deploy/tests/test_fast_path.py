@@ -26,7 +26,9 @@ MAX_REMOTE = 8
 # sixth pass), plus the scenario's timer (the scheduled jobs' seven tasks
 # instead of their one skipped include), fact gathering when the cache is cold
 MAX_TASKS = 35
-SETUP_TASK = r"TASK \[gunicorn : Write each app's service unit\][^\n]*\n(\S+):"
+# the gunicorn role's one systemd call runs on every full path (its unit
+# templates run only where a file differs, so they may all be skipped)
+SETUP_TASK = r"TASK \[gunicorn : Reload systemd if owed, enable and start the web units \(one call\)\][^\n]*\n(\S+):"
 # the fast path skips the setup as one task (its roles are not even loaded)
 SETUP_INCLUDE = r"TASK \[Set up the apps \(full path only\)\][^\n]*\n(\S+):"
 
@@ -53,8 +55,8 @@ def remote_calls(out: str, tmp_path) -> int:
 
 
 def setup_ran(out: str) -> bool:
-    """Whether the gunicorn units were rendered in this run (ok/changed), or
-    the setup was skipped whole (its include task skipped, none of its tasks
+    """Whether the setup ran in this run (gunicorn's units were checked and
+    synced with systemd: ok/changed), or the setup was skipped whole (its include task skipped, none of its tasks
     in the output)."""
     include = re.search(SETUP_INCLUDE, out)
     assert include, out[-3000:]
