@@ -67,8 +67,12 @@ def test_a_bad_timer_schedule_fails_before_any_change_and_the_next_good_run_pass
                      r"systemd accepts \(Failed to parse calendar specification", one_line(out)), out
     assert changed(out) == 0, out
     assert exec_in("test", "-e", "/etc/systemd/system/hello-job-x.timer").returncode != 0
+    # the rejected run left the setup record as it was: the next good run,
+    # whose setup matches the record, takes the fast path
+    assert exec_in("test", "-s", "/etc/flask-stack/deploy-setup.sha256").returncode == 0
     rc, out = run_playbook(tmp_path, "deploy.yml", {"apps": apps()})
     assert rc == 0, out
+    assert "Deploy path: fast" in out, out[-3000:]
     assert changed(out) == 0, out
 
 
