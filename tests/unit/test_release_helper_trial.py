@@ -122,8 +122,9 @@ def trial(tmp_path):
     made: list[Trial] = []
 
     def make(answers: list[int | None]) -> Trial:
-        # a short directory: a unix socket's path has a 108-byte limit
-        made.append(Trial(Path(os.path.realpath(tmp_path)), answers))
+        # (a unix socket's path has a 108-byte limit: pytest keeps tmp_path
+        # short, the test's name cut to 30 characters)
+        made.append(Trial(tmp_path, answers))
         return made[-1]
 
     yield make
