@@ -20,6 +20,23 @@ def edit(path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def test_environment_is_compiled_to_bytecode():
+    """The app cannot write to its root-owned environment: the build leaves
+    the bytecode there, so no start compiles the packages again. Runs first:
+    the later tests import from the environment as root, which writes it."""
+    env = link_target(f"{APP}/releases/{serving()}/.python")
+    check = exec_in(
+        f"{env}/bin/python", "-B", "-c",
+        "import importlib.util, pathlib, flask, celery; "
+        "srcs = [p for m in (flask, celery) for p in pathlib.Path(m.__file__).parent.rglob('*.py')]; "
+        "missing = [str(p) for p in srcs if not pathlib.Path(importlib.util.cache_from_source(str(p))).exists()]; "
+        "print(len(srcs), len(missing), *missing[:3])",
+    )
+    assert check.returncode == 0, check.stderr
+    total, missing, *examples = check.stdout.split()
+    assert int(total) > 100 and int(missing) == 0, check.stdout
+
+
 def test_converged_release_is_serving_from_its_own_environment():
     release = serving()
     assert link_target(f"{APP}/current") == f"{APP}/releases/{release}"
