@@ -100,7 +100,9 @@ def test_a_rule_added_or_removed_on_an_active_firewall_applies_at_once(host, kno
     try:
         assert converge([*extra, {"port": 8080, "comment": "live check"}]) == "1"
         assert knock(addrs.ipv4, [8080])[8080] == "open"
-        assert host.run("ufw status").stdout.count("8080/tcp") == 2  # IPv4 and IPv6
+        # in the running firewall, IPv4 and IPv6
+        shown = re.findall(r"^8080/tcp(?: \(v6\))? +ALLOW", host.run("ufw status").stdout, re.M)
+        assert [" ".join(line.split()) for line in shown] == ["8080/tcp ALLOW", "8080/tcp (v6) ALLOW"], shown
     finally:
         assert converge(extra) == "1"
     assert knock(addrs.ipv4, [8080])[8080] == "timeout"
