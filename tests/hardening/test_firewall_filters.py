@@ -1,5 +1,7 @@
 """The firewall role's filters: which ufw rules the settings describe, and
-which rules of earlier runs get deleted (and which never are)."""
+which settings are refused. Which rules of earlier runs get deleted (and
+which never are) is the role's module's business:
+tests/unit/test_firewall_module.py."""
 
 from __future__ import annotations
 
@@ -60,47 +62,3 @@ def test_errors_name_the_variable():
 def test_the_same_port_twice_is_refused():
     assert fw.firewall_config_errors(80, [], [80, 443], []) == [
         "firewall_public_ports[0]: port 80/tcp from any is already opened by firewall_ssh_port"]
-
-
-SHOW_ADDED = """Added user rules (see 'ufw status' for running firewall):
-ufw limit 22/tcp comment 'flask-stack ssh: limit 22/tcp from any'
-ufw allow 80/tcp comment 'flask-stack web: allow 80/tcp from any'
-ufw allow 8080/tcp comment 'flask-stack extra: allow 8080/tcp from any'
-ufw allow 9200/tcp comment 'added by hand'
-ufw allow 5432/tcp
-ufw allow from 2001:db8::/32 to any port 9100 proto tcp comment 'flask-stack metrics: allow 9100/tcp from 2001:db8::/32'
-"""
-
-
-def test_stale_rules_are_this_roles_rules_no_longer_configured():
-    rules = fw.firewall_rules(22, [], [80], [])
-    assert fw.firewall_stale_rules(SHOW_ADDED, rules) == [
-        ["allow", "8080/tcp", "comment", "flask-stack extra: allow 8080/tcp from any"],
-        ["allow", "from", "2001:db8::/32", "to", "any", "port", "9100", "proto", "tcp", "comment",
-         "flask-stack metrics: allow 9100/tcp from 2001:db8::/32"],
-    ]
-
-
-def test_nothing_is_stale_when_everything_is_configured():
-    rules = fw.firewall_rules(22, [], [80], [{"port": 8080}, {"port": 9100, "from": "2001:db8::/32",
-                                                              "comment": "metrics"}])
-    assert fw.firewall_stale_rules(SHOW_ADDED, rules) == []
-
-
-def test_only_rules_ufw_does_not_have_yet_are_added():
-    """A re-run calls the ufw module for no rule; a new or changed rule is
-    added (a changed rule has a new comment); a rule added by hand with the
-    same port but without this role's comment does not count."""
-    rules = fw.firewall_rules(22, [], [80, 443], [{"port": 9200}, {"port": 8080, "from": "10.0.0.0/8"}])
-    missing = fw.firewall_missing_rules(SHOW_ADDED, rules)
-    assert [r["comment"] for r in missing] == [
-        "flask-stack web: allow 443/tcp from any",
-        "flask-stack extra: allow 9200/tcp from any",
-        "flask-stack extra: allow 8080/tcp from 10.0.0.0/8",
-    ]
-    assert fw.firewall_missing_rules(SHOW_ADDED, fw.firewall_rules(22, [], [80], [{"port": 8080}])) == []
-
-
-def test_every_rule_is_missing_before_ufw_has_any():
-    rules = fw.firewall_rules(22, [], [80, 443], [])
-    assert fw.firewall_missing_rules("Added user rules (see 'ufw status' for running firewall):\n(None)\n", rules) == rules

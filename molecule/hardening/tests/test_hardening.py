@@ -71,6 +71,45 @@ def test_rule_of_an_earlier_run_is_removed_and_hand_made_rule_kept(host):
     assert "flask-stack ssh: limit 22/tcp from any" in added, added
 
 
+def test_a_rule_added_or_removed_on_an_active_firewall_applies_at_once(host, knock, addrs, request, tmp_path):
+    """The role's module (one run for defaults, rules, enable) reloads an
+    active ufw only when /etc/default/ufw changed: a rule it adds or deletes
+    through the ufw command line must reach the running firewall by itself.
+    The role runs twice on the converged host: with 8080 open (the probe
+    gets in over IPv4) and without it again (the stale rule is deleted, 8080
+    is dropped); the defaults file is not touched in either run."""
+    playbook = tmp_path / "firewall.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "The firewall role", "hosts": WEB, "gather_facts": False, "become": True,
+        "tasks": [{"ansible.builtin.include_role": {"name": "firewall"}}]}]))
+    defaults_before = host.file("/etc/default/ufw").content_string
+    extra = yaml.safe_load((ROOT / "molecule/hardening/molecule.yml").read_text()
+                           )["provisioner"]["inventory"]["group_vars"]["web"]["firewall_extra_rules"]
+
+    def converge(extra_rules: list) -> str:
+        # firewall_packages: [] skips the apt task (ufw is installed)
+        r = run_playbook(request.config.option.ansible_inventory, playbook, env=ansible_env(project_config=False),
+                         extra_vars={"firewall_extra_rules": extra_rules, "firewall_packages": []},
+                         vars_dir=tmp_path, timeout=300)
+        out = re.sub(r"\x1b\[[0-9;]*m", "", r.out)
+        assert r.returncode == 0, out[-3000:]
+        recap = re.search(rf"{WEB}\s+: ok=\d+\s+changed=(\d+)", out)
+        assert recap, out[-3000:]
+        return recap.group(1)
+
+    try:
+        assert converge([*extra, {"port": 8080, "comment": "live check"}]) == "1"
+        assert knock(addrs.ipv4, [8080])[8080] == "open"
+        # in the running firewall, IPv4 and IPv6
+        shown = re.findall(r"^8080/tcp(?: \(v6\))? +ALLOW", host.run("ufw status").stdout, re.M)
+        assert [" ".join(line.split()) for line in shown] == ["8080/tcp ALLOW", "8080/tcp (v6) ALLOW"], shown
+    finally:
+        assert converge(extra) == "1"
+    assert knock(addrs.ipv4, [8080])[8080] == "timeout"
+    assert "8080" not in host.run("ufw show added").stdout
+    assert host.file("/etc/default/ufw").content_string == defaults_before
+
+
 # --- sshd ----------------------------------------------------------------------
 
 def sshd_settings(host) -> dict[str, str]:

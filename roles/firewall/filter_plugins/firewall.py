@@ -1,33 +1,39 @@
-"""Filters of the firewall role: check the settings, expand them into ufw
-rules, and find the rules an earlier run added that are no longer wanted.
+"""Filters of the firewall role: check the settings and expand them into
+ufw rules. The host side (which rules are missing or stale, and the ufw
+commands) is the role's module, roles/firewall/library/flask_stack_ufw.py.
 
 Every rule this role adds carries a comment "flask-stack <label>: <rule>
 <port>/<proto> from <source>". The comment is built from the rule itself, so
-a rule whose settings changed gets a new comment and the old one is found in
-`ufw show added` as stale. Rules without that prefix (added by hand, or by
-fail2ban's ufw action) are never touched.
+a rule whose settings changed gets a new comment and the module finds the
+old one in `ufw show added` as stale. Rules without that prefix (added by
+hand, or by fail2ban's ufw action) are never touched.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
-COMMENT_PREFIX = "flask-stack "
 EXTRA_KEYS = ("port", "proto", "from", "comment")
 _COMMENT_OK = re.compile(r"^[A-Za-z0-9 ._:/@+-]{0,60}$")
-_SHOWN_COMMENT = re.compile(r" comment '([^']*)'$")
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # What a port and a network are is defined once, in the repository's shared
 # filter plugins (also used by the AWS security group and the web ports).
-_SHARED_PATH = Path(__file__).resolve().parents[3] / "plugins" / "filter" / "flask_stack_net.py"
-_spec = importlib.util.spec_from_file_location("flask_stack_net_shared", _SHARED_PATH)
-_shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_shared)
+_shared = _load("flask_stack_net_shared", Path(__file__).resolve().parents[3] / "plugins" / "filter" / "flask_stack_net.py")
+# The comment prefix that marks this role's rules, defined once in the module
+# that recognises them on the host.
+COMMENT_PREFIX = _load("flask_stack_ufw_module",
+                       Path(__file__).resolve().parents[1] / "library" / "flask_stack_ufw.py").COMMENT_PREFIX
 _port_error = _shared.port_error
 _network_error = _shared.network_error
 _normal_network = _shared.normal_network
@@ -126,38 +132,9 @@ def firewall_rules(ssh_port: Any, ssh_allow_from: list[str], public_ports: list[
     return rules
 
 
-def firewall_stale_rules(show_added: str, rules: list[dict[str, str]]) -> list[list[str]]:
-    """Rules in `ufw show added` that this role added but are no longer wanted,
-    each as the arguments for `ufw delete`."""
-    wanted = {rule["comment"] for rule in rules}
-    stale = []
-    for line in show_added.splitlines():
-        match = _SHOWN_COMMENT.search(line)
-        if not line.startswith("ufw ") or not match:
-            continue
-        comment = match.group(1)
-        if comment.startswith(COMMENT_PREFIX) and comment not in wanted:
-            stale.append(shlex.split(line)[1:])
-    return stale
-
-
-def firewall_missing_rules(show_added: str, rules: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The wanted rules that `ufw show added` does not list yet (matched by
-    their comment, which is built from the whole rule), so that a converge
-    calls the ufw module only for those: none on a re-run."""
-    shown = set()
-    for line in show_added.splitlines():
-        match = _SHOWN_COMMENT.search(line)
-        if line.startswith("ufw ") and match:
-            shown.add(match.group(1))
-    return [rule for rule in rules if rule["comment"] not in shown]
-
-
 class FilterModule:
     def filters(self):
         return {
             "firewall_config_errors": firewall_config_errors,
             "firewall_rules": firewall_rules,
-            "firewall_stale_rules": firewall_stale_rules,
-            "firewall_missing_rules": firewall_missing_rules,
         }
