@@ -41,7 +41,8 @@ def ansible_env(*, project_config: bool = True, base: Mapping[str, str] | None =
     env = {**(os.environ if base is None else base), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
     if project_config:
         env.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
-                   ANSIBLE_FILTER_PLUGINS=str(ROOT / "plugins/filter"))
+                   ANSIBLE_FILTER_PLUGINS=str(ROOT / "plugins/filter"),
+                   ANSIBLE_COLLECTIONS_PATH=str(ROOT / "collections"))
     env.update(extra)
     return env
 
