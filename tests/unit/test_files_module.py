@@ -157,3 +157,16 @@ def test_missing_directory_and_unknown_owner_fail_clearly(tmp_path: Path) -> Non
     conf = tmp_path / "a.conf"
     result = run(tmp_path, [{**item(conf, "x\n"), "owner": "no-such-user-here"}])
     assert result.get("failed") is True and "no-such-user-here" in result["msg"] and not conf.exists()
+
+
+def test_prune_and_only_if_exists(tmp_path: Path) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    for name in ("app-a.conf", "app-b.conf", "000-default.conf"):
+        (sites / name).write_text(name)
+    jail = tmp_path / "jail.local"
+    result = run(tmp_path, [item(sites, state="prune", pattern="app-*.conf", keep=["app-a.conf"]),
+                            item(jail, "x\n", only_if_exists=str(tmp_path / "no-checker"))])
+    assert result["changed_paths"] == [str(sites / "app-b.conf")]
+    assert sorted(p.name for p in sites.iterdir()) == ["000-default.conf", "app-a.conf"]
+    assert not jail.exists()

@@ -16,6 +16,7 @@ Then ONE run of the flask_stack.core.files module does them all, in order
             validate: /usr/local/sbin/check %s
           - {dest: /var/cache/x, state: directory, owner: www-data, mode: "0700"}
           - {dest: /etc/x/old.conf, state: absent}
+          - {dest: /etc/x/sites, state: prune, pattern: "app-*.conf", keep: [app-a.conf]}
       register: _x_files
       notify: Reload x
 
@@ -35,7 +36,7 @@ from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 from ansible._internal._templating import _template_vars
 
-_SENT = ("dest", "state", "owner", "group", "mode", "validate", "no_log")
+_SENT = ("dest", "state", "owner", "group", "mode", "validate", "no_log", "pattern", "keep", "only_if_exists")
 _KNOWN = set(_SENT) | {"template", "src", "content", "vars", "when"}
 
 

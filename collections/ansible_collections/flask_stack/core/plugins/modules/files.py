@@ -33,9 +33,12 @@ options:
         type: path
         required: true
       state:
-        description: C(file) (needs O(items[].content_b64)), C(directory) or C(absent).
+        description:
+          - C(file) (needs O(items[].content_b64)), C(directory) or C(absent).
+          - C(prune) removes the entries of the directory O(items[].dest) that match
+            O(items[].pattern) and are not named in O(items[].keep).
         type: str
-        choices: [file, directory, absent]
+        choices: [file, directory, absent, prune]
         default: file
       content_b64:
         description: The file's content, base64.
@@ -55,6 +58,16 @@ options:
       validate:
         description: Command run on the temporary file before it replaces dest; %s is its path.
         type: str
+      pattern:
+        description: For C(prune), a shell pattern of entry names.
+        type: str
+      keep:
+        description: For C(prune), the names to keep.
+        type: list
+        elements: str
+      only_if_exists:
+        description: Skip the item unless this path exists (e.g. the checker its validate needs).
+        type: path
       no_log:
         description: Keep this item's content out of the diff.
         type: bool
@@ -87,6 +100,7 @@ changed_paths:
 """
 
 import base64
+import fnmatch
 import grp
 import os
 import pwd
@@ -172,8 +186,12 @@ class Batch:
         dest = dest.rstrip("/") or "/"
         item["dest"] = dest
         state = item["state"]
+        if item.get("only_if_exists") and not os.path.lexists(item["only_if_exists"]):
+            return False
         if state == "absent":
             return self._absent(dest)
+        if state == "prune":
+            return self._prune(dest, item.get("pattern") or "*", item.get("keep") or [])
         uid, gid = _ids(item)
         mode = _mode(item["mode"])
         if state == "directory":
@@ -207,6 +225,15 @@ class Batch:
                 self._backups.append(backup)
                 self._undo.append(lambda: os.rename(backup, dest))
         return self._changed(dest, before="%s\n" % dest, after="")
+
+    def _prune(self, directory, pattern, keep):
+        if not os.path.isdir(directory):
+            return False
+        changed = False
+        for name in sorted(os.listdir(directory)):
+            if fnmatch.fnmatchcase(name, pattern) and name not in keep:
+                changed = self._absent(os.path.join(directory, name)) or changed
+        return changed
 
     def _directory(self, dest, uid, gid, mode):
         st = _lstat(dest)
@@ -347,7 +374,10 @@ def main():
         argument_spec=dict(
             items=dict(type="list", elements="dict", required=True, options=dict(
                 dest=dict(type="path", required=True),
-                state=dict(type="str", default="file", choices=["file", "directory", "absent"]),
+                state=dict(type="str", default="file", choices=["file", "directory", "absent", "prune"]),
+                pattern=dict(type="str"),
+                keep=dict(type="list", elements="str", no_log=False),
+                only_if_exists=dict(type="path"),
                 content_b64=dict(type="str", no_log=True),
                 owner=dict(type="str", default="root"),
                 group=dict(type="str", default="root"),
