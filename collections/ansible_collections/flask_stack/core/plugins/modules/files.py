@@ -17,7 +17,7 @@ description:
     directory, gets its mode and owner, passes the item's O(items[].validate)
     command and is renamed over the old file.
   - When a validate command fails, every file this run already changed is put
-    back as it was and the module fails naming the file: the batch is all or
+    back as it was and the module fails naming the file; the batch is all or
     nothing for files, so the next run writes them again and notifies again.
   - File contents never appear in the result (only in the diff of
     C(--diff) runs, and not for items with O(items[].no_log)).
